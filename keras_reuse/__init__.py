@@ -1,0 +1,28 @@
+"""keras-reuse: Keras 3 convolutional networks that reuse their layers.
+
+Public entry points: `keras_reuse.applications` (LruNet, the ShaResNet
+family, the model registry), `keras_reuse.layers` (reuse primitives) and
+`reuse_summary` (how any functional model reuses its layers).
+"""
+
+from keras_reuse import applications, layers
+from keras_reuse.applications import LruNet, create, get, list_models
+from keras_reuse.layers import ChannelShuffle, GroupedPointwiseConv
+from keras_reuse.summary import LayerReuse, ReuseSummary, reuse_summary
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChannelShuffle",
+    "GroupedPointwiseConv",
+    "LayerReuse",
+    "LruNet",
+    "ReuseSummary",
+    "__version__",
+    "applications",
+    "create",
+    "get",
+    "layers",
+    "list_models",
+    "reuse_summary",
+]

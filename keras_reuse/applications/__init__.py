@@ -1,0 +1,32 @@
+"""Keras applications for layer-reusing CNNs, and the model registry.
+
+Every constructor follows `keras.applications` conventions and registers
+itself by name: `get("lrunet")` returns `LruNet`, `create("sharesnet50",
+num_classes=10)` builds a model, `list_models()` lists them.
+"""
+
+from keras_reuse.applications._registry import create, get, list_models
+from keras_reuse.applications.lrunet import LruNet
+from keras_reuse.applications.sharesnet import (
+    ShaResNet18,
+    ShaResNet34,
+    ShaResNet50,
+    ShaResNet101,
+    ShaResNet152,
+    ShaResNet164,
+    WideShaResNet,
+)
+
+__all__ = [
+    "LruNet",
+    "ShaResNet18",
+    "ShaResNet34",
+    "ShaResNet50",
+    "ShaResNet101",
+    "ShaResNet152",
+    "ShaResNet164",
+    "WideShaResNet",
+    "create",
+    "get",
+    "list_models",
+]

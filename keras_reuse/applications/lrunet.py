@@ -1,0 +1,186 @@
+"""LruNet: "Convolutional Neural Networks with Layer Reuse" (Köpüklü et al., 2019).
+
+Each of the four stages owns one depthwise 3x3 convolution and one grouped
+1x1 convolution and applies them `layer_reuse` times in a row; in Keras that
+is simply calling the same layer objects repeatedly. BatchNorms are per
+iteration. The network is the authors' PyTorch `LruNet` operation for
+operation, so their published checkpoints load into it
+(`keras_reuse.pretrained`).
+
+Reference:
+  Okan Köpüklü, Maryam Babaee, Stefan Hörmann, Gerhard Rigoll.
+  "Convolutional Neural Networks with Layer Reuse". ICIP 2019,
+  arXiv:1901.09615.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import layers
+
+from keras_reuse.applications import _common
+from keras_reuse.applications._registry import register_model
+from keras_reuse.layers import ChannelShuffle, GroupedPointwiseConv, _conv_kernel_initializer
+
+_PLANES = (64, 128, 256, 512)
+_HEAD_PLANES = 256
+_STEM_FILTERS = 64
+_GROUPS = 8
+_MIN_SIZE = 28
+
+
+def _batch_norm(name: str) -> layers.BatchNormalization:
+    # PyTorch's BatchNorm2d defaults (eps 1e-5, momentum 0.1 == Keras 0.9).
+    return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+
+
+def _max_pool(x: Any, name: str) -> Any:
+    # PyTorch's MaxPool2d(3, stride=2, padding=1) pads one pixel on every
+    # side; Keras 'same' pads only after, which shifts every window. The
+    # input is post-ReLU (>= 0), so zero padding is exactly -inf padding.
+    x = layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
+    return layers.MaxPooling2D(3, strides=2, name=name)(x)
+
+
+def _concat_self(x: Any, copies: int, name: str) -> Any:
+    return layers.Concatenate(name=name)([x] * copies)
+
+
+def _lru_stage(x: Any, planes: int, layer_reuse: int, stage: int) -> Any:
+    """One LruNet stage: a dw+pw pair applied `layer_reuse` times."""
+    prefix = f"stage{stage}"
+    depthwise = layers.DepthwiseConv2D(
+        3,
+        padding="same",
+        depth_multiplier=2,
+        use_bias=False,
+        depthwise_initializer=_conv_kernel_initializer(),
+        name=f"{prefix}_dw",
+    )
+    pointwise = GroupedPointwiseConv(planes, groups=_GROUPS, name=f"{prefix}_pw")
+    for i in range(1, layer_reuse + 1):
+        it = f"{prefix}_reuse{i}"
+        residual = x
+        x = depthwise(x)
+        x = _batch_norm(f"{it}_dw_bn")(x)
+        x = pointwise(x)
+        x = _batch_norm(f"{it}_pw_bn")(x)
+        x = layers.Add(name=f"{it}_add")([x, residual])
+        x = layers.ReLU(name=f"{it}_relu")(x)
+        if i < layer_reuse:
+            x = ChannelShuffle(2, swap_halves=True, name=f"{it}_shuffle")(x)
+    return x
+
+
+def _check_width(width_multiplier: Any) -> tuple[int, ...]:
+    if isinstance(width_multiplier, bool) or not isinstance(width_multiplier, (int, float)):
+        raise ValueError(
+            "`width_multiplier` must be a positive number. "
+            f"Received: width_multiplier={width_multiplier!r}"
+        )
+    scaled = _PLANES[0] * width_multiplier
+    # Every stage width and the head must split into 8 groups of whole
+    # channels; the head (256w) and later stages are multiples of stage 1.
+    if width_multiplier <= 0 or scaled != int(scaled) or int(scaled) % _GROUPS:
+        raise ValueError(
+            "`width_multiplier` must make 64 * width_multiplier a positive "
+            f"multiple of {_GROUPS} (the group count), e.g. 0.5, 1.0, 1.5, 2.0. "
+            f"Received: width_multiplier={width_multiplier!r}"
+        )
+    return tuple(int(p * width_multiplier) for p in _PLANES)
+
+
+@register_model("lrunet")
+def LruNet(
+    num_classes: int = 10,
+    layer_reuse: int = 14,
+    width_multiplier: float = 1.0,
+    dropout: float = 0.5,
+    input_shape: tuple | None = None,
+    input_tensor: Any = None,
+    include_top: bool = True,
+    pooling: str | None = None,
+    weights: str | None = None,
+    classifier_activation: Any = "softmax",
+    name: str = "lrunet",
+) -> keras.Model:
+    """Instantiates the LruNet architecture (N-LruNet-kx in the paper).
+
+    Args:
+        num_classes: Number of classes for the classifier head.
+        layer_reuse: How many times each stage applies its convolutions (N).
+        width_multiplier: Width factor k; stage widths are
+            `[64, 128, 256, 512] * k`. The published models use 1 and 2.
+        dropout: Dropout rate before the classifier convolution.
+        input_shape: `(height, width, channels)`, at least 28x28. Defaults to
+            `(32, 32, 3)`; Fashion-MNIST models use `(28, 28, 1)`.
+        input_tensor: Optional Keras tensor to use as image input.
+        include_top: Whether to include the classifier head. Without it the
+            model ends after the last stage's max pool.
+        pooling: Feature pooling when `include_top=False`: None (4D
+            output), "avg" or "max".
+        weights: None (random initialization) or the path to a weights file
+            saved from a model of the same configuration.
+        classifier_activation: Activation of the output. `None` returns the
+            logits of the reference network.
+        name: Model name.
+
+    Returns:
+        A `keras.Model`.
+    """
+    _common.check_positive_int("num_classes", num_classes)
+    _common.check_positive_int("layer_reuse", layer_reuse)
+    planes = _check_width(width_multiplier)
+    _common.check_rate("dropout", dropout)
+    _common.check_top_arguments(include_top, pooling, weights, classifier_activation)
+    input_shape = _common.resolve_input_shape(input_shape, input_tensor, (32, 32, 3), _MIN_SIZE)
+    img_input, inputs = _common.model_inputs(input_shape, input_tensor)
+
+    # The authors' stem always has 64 filters and is duplicated for the 2x
+    # model; widths that are not a multiple of 64 get a stem of their own.
+    stem_filters = _STEM_FILTERS if planes[0] % _STEM_FILTERS == 0 else planes[0]
+    x = layers.ZeroPadding2D(1, name="stem_pad")(img_input)
+    x = layers.Conv2D(
+        stem_filters,
+        3,
+        strides=2,
+        use_bias=False,
+        kernel_initializer=_conv_kernel_initializer(),
+        name="stem_conv",
+    )(x)
+    x = _batch_norm("stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    if planes[0] != stem_filters:
+        x = _concat_self(x, planes[0] // stem_filters, "stem_concat")
+
+    x = _lru_stage(x, planes[0], layer_reuse, 1)
+    x = _max_pool(x, "stage1_pool")
+    x = _concat_self(x, 2, "stage1_concat")
+    x = _lru_stage(x, planes[1], layer_reuse, 2)
+    x = _max_pool(x, "stage2_pool")
+    x = _concat_self(x, 2, "stage2_concat")
+    x = _lru_stage(x, planes[2], layer_reuse, 3)
+    x = _concat_self(x, 2, "stage3_concat")
+    x = _lru_stage(x, planes[3], layer_reuse, 4)
+    x = _max_pool(x, "stage4_pool")
+
+    if include_top:
+        head = int(_HEAD_PLANES * width_multiplier)
+        x = GroupedPointwiseConv(head, groups=_GROUPS, name="head_pw")(x)
+        x = _batch_norm("head_bn")(x)
+        x = layers.ReLU(name="head_relu")(x)
+        x = layers.Dropout(dropout, name="head_dropout")(x)
+        x = layers.Conv2D(
+            num_classes,
+            1,
+            kernel_initializer=_conv_kernel_initializer(),
+            name="head_logits_conv",
+        )(x)
+        x = layers.ReLU(name="head_logits_relu")(x)
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = _common.classifier_output(x, classifier_activation)
+    else:
+        x = _common.pool_features(x, pooling)
+    return _common.finish_model(inputs, x, name, weights)

@@ -1,0 +1,42 @@
+"""The `keras-reuse` command: dispatches `keras-reuse SUBCOMMAND [flags]`.
+
+Each subcommand lives in `keras_reuse.commands.<name>` with its own absl
+flags and `main(argv)`; only the chosen one is imported, so their flags
+never meet.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+_SUBCOMMANDS = {
+    "summary": "Build a model and print how it reuses its layers.",
+}
+
+
+def _usage() -> str:
+    lines = ["usage: keras-reuse SUBCOMMAND [--flags]", "", "subcommands:"]
+    lines += [f"  {name:<10} {doc}" for name, doc in _SUBCOMMANDS.items()]
+    lines += ["", "`keras-reuse SUBCOMMAND --help` lists a subcommand's flags."]
+    return "\n".join(lines)
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Entry point of the `keras-reuse` console script."""
+    from absl import app
+
+    argv = list(sys.argv if argv is None else argv)
+    if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+        print(_usage())
+        sys.exit(0 if len(argv) >= 2 else 2)
+    name = argv[1]
+    if name not in _SUBCOMMANDS:
+        print(f"keras-reuse: unknown subcommand {name!r}\n\n{_usage()}", file=sys.stderr)
+        sys.exit(2)
+    module = importlib.import_module(f"keras_reuse.commands.{name}")
+    app.run(module.main, argv=[f"keras-reuse {name}", *argv[2:]])
+
+
+if __name__ == "__main__":
+    run()

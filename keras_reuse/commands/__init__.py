@@ -1,0 +1,1 @@
+"""Subcommands of the `keras-reuse` command line, one module each."""

@@ -1,0 +1,41 @@
+"""`keras-reuse summary`: build a registered model and print its reuse table."""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from keras_reuse.applications import get
+from keras_reuse.commands.model_flags import define_model_flags, model_kwargs
+from keras_reuse.summary import reuse_summary
+
+FLAGS = flags.FLAGS
+define_model_flags()
+flags.DEFINE_integer("num_classes", None, "Number of classes (default: the model's).")
+flags.DEFINE_list(
+    "input_shape", None, "Input shape as height,width,channels (default: the model's)."
+)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    constructor = get(FLAGS.model)
+    try:
+        kwargs = model_kwargs(FLAGS, constructor)
+    except flags.ValidationError as error:
+        raise app.UsageError(str(error)) from error
+    if FLAGS.num_classes is not None:
+        kwargs["num_classes"] = FLAGS.num_classes
+    if FLAGS.input_shape is not None:
+        try:
+            kwargs["input_shape"] = tuple(int(v) for v in FLAGS.input_shape)
+        except ValueError as error:
+            raise app.UsageError(
+                f"--input_shape must be integers, e.g. 32,32,3. Received: "
+                f"{','.join(FLAGS.input_shape)}"
+            ) from error
+    try:
+        model = constructor(**kwargs)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+    print(reuse_summary(model))
