@@ -8,10 +8,12 @@ never meet.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 _SUBCOMMANDS = {
     "summary": "Build a model and print how it reuses its layers.",
+    "train": "Train a model on a TFDS dataset with model.fit (the papers' recipe).",
 }
 
 
@@ -24,6 +26,8 @@ def _usage() -> str:
 
 def run(argv: list[str] | None = None) -> None:
     """Entry point of the `keras-reuse` console script."""
+    # TensorFlow's C++ start-up chatter would bury the progress bar.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from absl import app
 
     argv = list(sys.argv if argv is None else argv)

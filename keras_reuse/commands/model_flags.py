@@ -20,7 +20,14 @@ _MODEL_FLAGS = ("layer_reuse", "width_multiplier", "dropout", "share", "depth", 
 
 def define_model_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Declares --model and the architecture flags."""
-    flags.DEFINE_enum("model", "lrunet", list_models(), "Model name.", flag_values=flag_values)
+    # A string, not an enum: a bad name is reported by the subcommand as a
+    # one-line usage error (exit code 2) instead of absl's parse failure.
+    flags.DEFINE_string(
+        "model",
+        "lrunet",
+        f"Model name, one of: {', '.join(list_models())}.",
+        flag_values=flag_values,
+    )
     flags.DEFINE_integer(
         "layer_reuse",
         None,

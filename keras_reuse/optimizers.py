@@ -1,0 +1,93 @@
+"""The papers' optimizer: SGD with momentum and coupled L2 weight decay.
+
+Both papers train with PyTorch's `torch.optim.SGD(momentum=0.9,
+weight_decay=5e-4)`, which adds `weight_decay * w` to the gradient *before*
+the momentum buffer and applies the learning rate to the whole buffer.
+Keras's `SGD(weight_decay=...)` decays weights decoupled from the gradient
+(AdamW style) and folds the learning rate into its velocity, which differs
+under momentum and whenever the learning rate changes. `CoupledSGD`
+reproduces PyTorch's update exactly.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_reuse")
+class CoupledSGD(keras.optimizers.Optimizer):
+    """SGD with momentum and L2 decay added to the gradient (PyTorch's SGD).
+
+    For every trainable variable `w` with gradient `g`:
+
+    ```python
+    g = g + l2 * w
+    buf = momentum * buf + g          # buf starts at 0
+    w = w - learning_rate * (g + momentum * buf if nesterov else buf)
+    ```
+
+    Args:
+        learning_rate: A float, a `keras.optimizers.schedules` schedule or a
+            callable.
+        momentum: Momentum factor in [0, 1).
+        l2: L2 penalty coefficient added to the gradient (PyTorch's
+            `weight_decay`); applies to every trainable variable, as in the
+            authors' training code.
+        nesterov: Whether to use Nesterov momentum.
+        name: Optimizer name.
+        **kwargs: Base optimizer arguments (`clipnorm`, `loss_scale_factor`,
+            ...). `weight_decay` (Keras's decoupled decay) is refused.
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.1,
+        momentum: float = 0.9,
+        l2: float = 5e-4,
+        nesterov: bool = False,
+        name: str = "coupled_sgd",
+        **kwargs,
+    ):
+        if kwargs.get("weight_decay") is not None:
+            raise ValueError(
+                "CoupledSGD takes `l2` (decay added to the gradient), not Keras's "
+                f"decoupled `weight_decay`. Received: weight_decay={kwargs['weight_decay']!r}"
+            )
+        kwargs.pop("weight_decay", None)
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        if isinstance(momentum, bool) or not 0.0 <= momentum < 1.0:
+            raise ValueError(f"`momentum` must be in [0, 1). Received: momentum={momentum!r}")
+        if isinstance(l2, bool) or l2 < 0:
+            raise ValueError(f"`l2` must be >= 0. Received: l2={l2!r}")
+        self.momentum = float(momentum)
+        self.l2 = float(l2)
+        self.nesterov = bool(nesterov)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self.momentums = []
+        if self.momentum:
+            self.momentums = self.add_optimizer_variables(variables, "momentum")
+
+    def update_step(self, gradient, variable, learning_rate):
+        learning_rate = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        if self.l2:
+            gradient = ops.add(gradient, ops.multiply(variable, ops.cast(self.l2, variable.dtype)))
+        if not self.momentum:
+            self.assign_sub(variable, ops.multiply(gradient, learning_rate))
+            return
+        momentum = ops.cast(self.momentum, variable.dtype)
+        buf = self.momentums[self._get_variable_index(variable)]
+        self.assign(buf, ops.add(ops.multiply(buf, momentum), gradient))
+        step = ops.add(gradient, ops.multiply(buf, momentum)) if self.nesterov else buf
+        self.assign_sub(variable, ops.multiply(step, learning_rate))
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("weight_decay", None)
+        config.update({"momentum": self.momentum, "l2": self.l2, "nesterov": self.nesterov})
+        return config
