@@ -5,7 +5,7 @@ family, the model registry), `keras_reuse.layers` (reuse primitives) and
 `reuse_summary` (how any functional model reuses its layers).
 """
 
-from keras_reuse import applications, layers
+from keras_reuse import applications, data, layers
 from keras_reuse.applications import LruNet, create, get, list_models
 from keras_reuse.layers import ChannelShuffle, GroupedPointwiseConv
 from keras_reuse.summary import LayerReuse, ReuseSummary, reuse_summary
@@ -21,6 +21,7 @@ __all__ = [
     "__version__",
     "applications",
     "create",
+    "data",
     "get",
     "layers",
     "list_models",

@@ -13,6 +13,7 @@ import sys
 
 _SUBCOMMANDS = {
     "summary": "Build a model and print how it reuses its layers.",
+    "data": "Prepare TFDS datasets offline from original files; list prepared ones.",
     "train": "Train a model on a TFDS dataset with model.fit (the papers' recipe).",
 }
 
