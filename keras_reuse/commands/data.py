@@ -1,6 +1,6 @@
 """`keras-reuse data`: prepare TFDS datasets offline from original files, list what is prepared.
 
-  keras-reuse data prepare NAME --from DIR [--data_dir OUT] [--overwrite]
+  keras-reuse data prepare NAME --from DIR [--data_dir OUT]
   keras-reuse data list [--data_dir OUT]
 
 NAME is one of cifar10, cifar100, fashion_mnist, mnist. The data directory
@@ -27,7 +27,6 @@ def _define_string(name: str, help_text: str) -> None:
 
 flags.DEFINE_string("from", None, "prepare: directory holding the original dataset files.")
 _define_string("data_dir", "TFDS data directory (default: $TFDS_DATA_DIR).")
-flags.DEFINE_boolean("overwrite", False, "prepare: rebuild the dataset if it is already prepared.")
 
 _USAGE = (
     "expected `prepare NAME --from DIR [--data_dir OUT]` or `list [--data_dir OUT]`, "
@@ -47,7 +46,7 @@ def _prepare(args: list[str]) -> None:
     if source is None:
         raise app.UsageError(f"prepare needs --from DIR. {_USAGE}")
     try:
-        path = prepare(args[0], source, FLAGS.data_dir, overwrite=FLAGS.overwrite)
+        path = prepare(args[0], source, FLAGS.data_dir)
     except (ValueError, OSError) as error:
         _fail("prepare", error)
     print(f"{args[0]} is prepared in {path}")
@@ -60,8 +59,8 @@ def _format_splits(splits: dict[str, int]) -> str:
 def _list(args: list[str]) -> None:
     if args:
         raise app.UsageError(f"list takes no arguments; received {args}. {_USAGE}")
-    if FLAGS["from"].present or FLAGS["overwrite"].present:
-        raise app.UsageError("--from and --overwrite apply to `prepare` only.")
+    if FLAGS["from"].present:
+        raise app.UsageError("--from applies to `prepare` only.")
     try:
         data_dir = resolve_data_dir(FLAGS.data_dir)
         statuses = list_datasets(data_dir)

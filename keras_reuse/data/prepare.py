@@ -257,12 +257,10 @@ def _local_urls(name: str, builder: tfds.core.DatasetBuilder, extracted: Path) -
     return {url: extracted for url in urls}
 
 
-def _move_into_place(built: Path, target: Path, scratch: Path, overwrite: bool) -> None:
+def _move_into_place(built: Path, target: Path) -> None:
     created_parent = not target.parent.exists()
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        if target.exists() and overwrite:
-            target.rename(scratch / "replaced")
         os.replace(built, target)
     except OSError:
         if created_parent and not any(target.parent.iterdir()):
@@ -270,7 +268,7 @@ def _move_into_place(built: Path, target: Path, scratch: Path, overwrite: bool) 
         raise
 
 
-def _build(name: str, files: dict[str, bytes], data_dir: str, overwrite: bool) -> str:
+def _build(name: str, files: dict[str, bytes], data_dir: str) -> str:
     """Runs TFDS's builder for `name` on `files` (relative path -> bytes) into `data_dir`."""
     os.makedirs(data_dir, exist_ok=True)
     # In the data directory itself, so the final rename stays on one file system.
@@ -290,13 +288,13 @@ def _build(name: str, files: dict[str, bytes], data_dir: str, overwrite: bool) -
         )
         built = Path(builder.data_dir)
         target = Path(data_dir) / built.relative_to(scratch / "data")
-        _move_into_place(built, target, scratch, overwrite)
+        _move_into_place(built, target)
         return os.fspath(target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def prepare(name: str, source_dir: Any, data_dir: Any = None, overwrite: bool = False) -> str:
+def prepare(name: str, source_dir: Any, data_dir: Any = None) -> str:
     """Builds the TFDS dataset `name` from the original files in `source_dir`, offline.
 
     Accepted originals: for `mnist` and `fashion_mnist` the four IDX files
@@ -312,10 +310,11 @@ def prepare(name: str, source_dir: Any, data_dir: Any = None, overwrite: bool = 
         source_dir: Directory holding the original files.
         data_dir: Data directory to prepare into; defaults to
             `TFDS_DATA_DIR`, else TFDS's default.
-        overwrite: Rebuild and replace the dataset if it is already prepared.
 
     Returns:
         The prepared dataset's directory, e.g. `<data_dir>/fashion_mnist/3.0.1`.
+        If the dataset is already prepared there, that directory, without
+        reading `source_dir`.
 
     Raises:
         ValueError: for an unknown `name` or a `source_dir` that is not a directory.
@@ -332,11 +331,9 @@ def prepare(name: str, source_dir: Any, data_dir: Any = None, overwrite: bool = 
             f"`source_dir` must be a directory holding the original {name} files. "
             f"Received: source_dir={source_dir!r}"
         )
-    if not isinstance(overwrite, bool):
-        raise ValueError(f"`overwrite` must be True or False. Received: overwrite={overwrite!r}")
     data_dir = resolve_data_dir(data_dir)
     builder = tfds.builder(name, data_dir=data_dir)
-    if builder.is_prepared() and not overwrite:
+    if builder.is_prepared():
         _log.info("%s is already prepared in %s", name, builder.data_dir)
         return os.fspath(builder.data_dir)
     source = Path(source_dir)
@@ -344,7 +341,7 @@ def prepare(name: str, source_dir: Any, data_dir: Any = None, overwrite: bool = 
         files = _read_idx(name, source, builder)
     else:
         files = _read_cifar(name, source)
-    return _build(name, files, data_dir, overwrite)
+    return _build(name, files, data_dir)
 
 
 # --- What a data directory holds ----------------------------------------------------------
