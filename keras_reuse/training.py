@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 import keras
+import tensorflow as tf
 
 from keras_reuse import applications, data, distribute, precision
 from keras_reuse.callbacks import (
@@ -278,6 +279,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
         batch_size=config.batch_size,
         data_dir=config.data_dir,
     )
+    if config.strategy == "multi_worker":
+        # TFDS splits are few files; shard by element so each worker gets data.
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA
+        )
+        train_ds = train_ds.with_options(options)
+        test_ds = test_ds.with_options(options)
     steps_per_epoch = config.steps_per_epoch
     if steps_per_epoch is None:
         steps_per_epoch = int(train_ds.cardinality())

@@ -1,12 +1,11 @@
 """CoupledSGD reproduces torch.optim.SGD(momentum, weight_decay) exactly."""
 
+import keras
 import numpy as np
 import pytest
+import torch
 
-import keras
 from keras_reuse.optimizers import CoupledSGD
-
-torch = pytest.importorskip("torch", reason="the reference optimizer is PyTorch's")
 
 
 @pytest.mark.parametrize("nesterov", [False, True])

@@ -6,6 +6,7 @@ code 2, before anything is written.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -38,33 +39,6 @@ flags.DEFINE_integer("max_eval_examples", None, "Evaluate on the first N test ex
 flags.DEFINE_boolean("export_tflite", False, "Also export model.tflite.")
 flags.DEFINE_integer("seed", 0, "Random seed (weights, shuffling, augmentation).")
 
-_CONFIG_FLAGS = (
-    "model",
-    "dataset",
-    "data_dir",
-    "layer_reuse",
-    "width_multiplier",
-    "dropout",
-    "share",
-    "depth",
-    "width",
-    "epochs",
-    "batch_size",
-    "learning_rate",
-    "weight_decay",
-    "momentum",
-    "schedule",
-    "mixed_precision",
-    "strategy",
-    "output_dir",
-    "resume",
-    "steps_per_epoch",
-    "max_train_examples",
-    "max_eval_examples",
-    "export_tflite",
-    "seed",
-)
-
 
 def _fail(message: str) -> None:
     print(f"keras-reuse train: error: {message}", file=sys.stderr)
@@ -81,7 +55,9 @@ def main(argv: list[str]) -> None:
 
     if FLAGS.cpu_devices > 1:
         distribute.split_cpu(FLAGS.cpu_devices)
-    config = training.TrainConfig(**{name: FLAGS[name].value for name in _CONFIG_FLAGS})
+    # Every TrainConfig field but `verbose` is a flag of the same name.
+    fields = [f.name for f in dataclasses.fields(training.TrainConfig) if f.name != "verbose"]
+    config = training.TrainConfig(**{name: FLAGS[name].value for name in fields})
     try:
         results = training.train(config)
     except training.ConfigError as error:
