@@ -16,7 +16,7 @@ from keras_reuse.data.loading import (
     load,
     resolve_data_dir,
 )
-from keras_reuse.data.prepare import DatasetStatus, SourceFileError, list_datasets, prepare
+from keras_reuse.data.offline import DatasetStatus, SourceFileError, list_datasets, prepare
 
 __all__ = [
     "OFFLINE_DATASETS",

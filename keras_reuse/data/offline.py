@@ -176,6 +176,12 @@ def _read_cifar(name: str, source: Path) -> dict[str, bytes]:
             raise _mismatch(Path(where), original, data, "content")
     # Unpickling runs code from the file: only ever done on verified originals.
     batches = {m: pickle.loads(members[m][1], encoding="bytes") for m in members}
+    return _cifar_binary_files(name, batches)
+
+
+def _cifar_binary_files(name: str, batches: dict[str, dict]) -> dict[str, bytes]:
+    """Converts the python version's unpickled files into the binary version's files."""
+    release = CIFAR[name]
     meta = batches[release.meta.name]
     if name == "cifar10":
         files = {
