@@ -19,10 +19,10 @@ FLAGS = flags.FLAGS
 
 
 def _define_string(name: str, help_text: str) -> None:
-    # `train` declares --data_dir too; when both modules share a process
-    # (tests), the flag is one and the same.
+    # `train` declares --data_dir too. When both modules share a process
+    # (tests), the flag is one and the same, whichever is imported first.
     if name not in FLAGS:
-        flags.DEFINE_string(name, None, help_text)
+        flags.DEFINE_string(name, None, help_text, allow_override=True)
 
 
 flags.DEFINE_string("from", None, "prepare: directory holding the original dataset files.")
