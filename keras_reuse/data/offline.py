@@ -64,8 +64,8 @@ def _mismatch(path: Path, original: OriginalFile, data: bytes, what: str) -> Sou
         expected = f"{original.size:,} bytes, {expected}"
     return SourceFileError(
         f"{path} is not the original {original.name}: its {what} has {len(data):,} bytes, "
-        f"md5 {md5}; expected {expected}. The copy is truncated or corrupted: copy the "
-        f"original file again."
+        f"md5 {md5}; expected {expected}. It is truncated, corrupted or another file: "
+        f"copy the original again."
     )
 
 
