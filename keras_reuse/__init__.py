@@ -2,12 +2,14 @@
 
 Public entry points: `keras_reuse.applications` (LruNet, the ShaResNet
 family, the model registry), `keras_reuse.layers` (reuse primitives) and
-`reuse_summary` (how any functional model reuses its layers).
+`reuse_summary` (how any functional model reuses its layers);
+`load_lrunet_checkpoint` converts the LruNet authors' PyTorch checkpoints.
 """
 
 from keras_reuse import applications, data, layers
 from keras_reuse.applications import LruNet, create, get, list_models
 from keras_reuse.layers import ChannelShuffle, GroupedPointwiseConv
+from keras_reuse.pretrained import load_lrunet_checkpoint
 from keras_reuse.summary import LayerReuse, ReuseSummary, reuse_summary
 
 __version__ = "0.1.0"
@@ -25,5 +27,6 @@ __all__ = [
     "get",
     "layers",
     "list_models",
+    "load_lrunet_checkpoint",
     "reuse_summary",
 ]

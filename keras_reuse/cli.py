@@ -15,6 +15,7 @@ _SUBCOMMANDS = {
     "summary": "Build a model and print how it reuses its layers.",
     "data": "Prepare TFDS datasets offline from original files; list prepared ones.",
     "train": "Train a model on a TFDS dataset with model.fit (the papers' recipe).",
+    "convert": "Convert an LruNet checkpoint of the authors (PyTorch .t7) to a .keras file.",
 }
 
 
