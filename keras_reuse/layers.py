@@ -33,8 +33,9 @@ class GroupedPointwiseConv(keras.layers.Layer):
     is mapped to output slice `g` by its own `(C_in/groups, filters/groups)`
     matrix, exactly like PyTorch's `Conv2d(kernel_size=1, groups=groups)`.
     The kernel is stored as `(groups, C_in/groups, filters/groups)` and
-    applied with a single einsum, which on CPU is several times faster than
-    `keras.layers.Conv2D(groups=groups)`.
+    applied as one matmul per group on the channel slices, which on CPU is
+    several times faster than `keras.layers.Conv2D(groups=groups)` (and
+    than an einsum over a `(groups, ...)` view).
 
     Works on inputs of any rank >= 2 with channels last.
 
@@ -99,15 +100,42 @@ class GroupedPointwiseConv(keras.layers.Layer):
             self.bias = None
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: channels})
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
+        if not training and self.groups > 1 and len(inputs.shape) == 4:
+            y = self._grouped_conv(inputs)
+            if y is not None:
+                return y if self.bias is None else y + self.bias
         shape = ops.shape(inputs)
-        lead = shape[:-1]
-        x = ops.reshape(inputs, (-1, self.groups, shape[-1] // self.groups))
-        y = ops.einsum("ngi,gio->ngo", x, self.kernel)
-        y = ops.reshape(y, (*lead, self.filters))
+        x = ops.reshape(inputs, (-1, inputs.shape[-1]))
+        # One 2D matmul per group on channel slices. Measured on a 2-core
+        # AVX2 CPU (training step, LruNet shapes) it is 1.5-3x faster than
+        # the einsum "ngi,gio->ngo", whose lowering transposes activations
+        # into a batch-major layout and back, forward and backward.
+        if self.groups == 1:
+            y = ops.matmul(x, self.kernel[0])
+        else:
+            slices = ops.split(x, self.groups, axis=-1)
+            kernels = ops.unstack(self.kernel, axis=0)
+            outputs = [ops.matmul(a, k) for a, k in zip(slices, kernels, strict=True)]
+            y = ops.concatenate(outputs, axis=-1)
+        y = ops.reshape(y, (*shape[:-1], self.filters))
         if self.bias is not None:
             y = y + self.bias
         return y
+
+    def _grouped_conv(self, inputs):
+        # Inference on TensorFlow: its native grouped Conv2D runs the forward
+        # pass in one op, faster than the per-group matmuls, but has no CPU
+        # gradient, so training keeps the matmuls. Same arithmetic.
+        if keras.backend.backend() != "tensorflow":
+            return None
+        import tensorflow as tf
+
+        kernel = ops.convert_to_tensor(self.kernel, dtype=inputs.dtype)
+        groups, cin_g, cout_g = self.kernel.shape
+        # Output channel g * cout_g + o reads kernel[g, :, o].
+        kernel = tf.reshape(tf.transpose(kernel, (1, 0, 2)), (1, 1, cin_g, groups * cout_g))
+        return tf.nn.conv2d(inputs, kernel, strides=1, padding="VALID")
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.filters)
@@ -151,12 +179,12 @@ def channel_shuffle_permutation(
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ChannelShuffle(keras.layers.Layer):
-    """ShuffleNet channel shuffle on the last axis, as one fixed gather.
+    """ShuffleNet channel shuffle on the last axis.
 
-    Equivalent to viewing the channels as `(groups, C / groups)`,
-    transposing and flattening (after exchanging the two channel halves when
-    `swap_halves=True`, the LruNet variant), but done as a single gather with
-    a permutation computed once at build time.
+    Views the channels as `(groups, C / groups)`, transposes and flattens
+    (after exchanging the two channel halves when `swap_halves=True`, the
+    LruNet variant): output channel `k` is input channel
+    `channel_shuffle_permutation(C, groups, swap_halves)[k]`.
 
     Args:
         groups: Number of shuffle groups; must divide the input channels.
@@ -180,12 +208,19 @@ class ChannelShuffle(keras.layers.Layer):
                 f"Layer '{self.name}': input channels must be divisible by "
                 f"{divisor}. Received input_shape={input_shape}"
             )
-        self._permutation = channel_shuffle_permutation(
-            channels, self.groups, self.swap_halves
-        ).tolist()
 
     def call(self, inputs):
-        return ops.take(inputs, self._permutation, axis=-1)
+        # Split / stack / reshape instead of a gather: the gather's gradient
+        # is a scatter (UnsortedSegmentSum), much slower on CPU than the
+        # slices and concatenation that differentiate a stack.
+        channels = inputs.shape[-1]
+        if self.swap_halves and self.groups % 2:
+            half = channels // 2
+            inputs = ops.concatenate([inputs[..., half:], inputs[..., :half]], axis=-1)
+        pieces = ops.split(inputs, self.groups, axis=-1)
+        if self.swap_halves and not self.groups % 2:
+            pieces = pieces[self.groups // 2 :] + pieces[: self.groups // 2]
+        return ops.reshape(ops.stack(pieces, axis=-1), ops.shape(inputs))
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -194,3 +229,74 @@ class ChannelShuffle(keras.layers.Layer):
         config = super().get_config()
         config.update({"groups": self.groups, "swap_halves": self.swap_halves})
         return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` whose training step is one fused op.
+
+    Keras 3 normalizes a training batch with separate TensorFlow ops
+    (moments, then a multiply-add), and differentiates each of them; on CPU
+    that costs several passes over the activation per BatchNorm. On the
+    TensorFlow backend, for 4D channels-last inputs, this layer runs the
+    training-mode forward pass as TensorFlow's `FusedBatchNormV3` (one op,
+    with a one-op gradient) and otherwise defers to the parent class.
+
+    Same weights (`gamma`, `beta`, `moving_mean`, `moving_variance`), same
+    config and same semantics as the parent: the batch is normalized with
+    its biased variance, and the moving statistics are updated as
+    `moving = moving * momentum + batch_stat * (1 - momentum)` with the
+    biased batch variance, exactly as Keras does. Inference (and any case the
+    fused op cannot serve: masks, renorm, synchronized statistics, other
+    ranks or axes, other backends) runs the parent's own code, so a trained
+    model predicts exactly as with `BatchNormalization`.
+
+    Args:
+        **kwargs: Those of `keras.layers.BatchNormalization`.
+    """
+
+    def _fusable(self, inputs, mask) -> bool:
+        return (
+            keras.backend.backend() == "tensorflow"
+            and mask is None
+            and len(inputs.shape) == 4
+            and self.axis in (-1, 3)
+            and self.center
+            and self.scale
+            and not self.renorm
+            and not self.synchronized
+        )
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or not self._fusable(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        x = inputs
+        if x.dtype not in (tf.float32, tf.bfloat16, tf.float16):
+            x = tf.cast(x, tf.float32)
+        empty = tf.constant([], tf.float32)
+        # The op reads float16/bfloat16 activations and accumulates in float32,
+        # as the parent's upcast does, without materializing a float32 copy.
+        y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+            x=x,
+            scale=tf.cast(self.gamma, tf.float32),
+            offset=tf.cast(self.beta, tf.float32),
+            mean=empty,
+            variance=empty,
+            epsilon=self.epsilon,
+            exponential_avg_factor=1.0,
+            data_format="NHWC",
+            is_training=True,
+        )
+        # The op reports the Bessel-corrected variance; Keras's moving
+        # variance averages the biased one.
+        count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+        variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
+        moving_mean = tf.cast(self.moving_mean, tf.float32)
+        moving_variance = tf.cast(self.moving_variance, tf.float32)
+        self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(
+            moving_variance * self.momentum + variance * (1.0 - self.momentum)
+        )
+        return tf.cast(y, self.compute_dtype)

@@ -22,7 +22,12 @@ from keras import layers
 
 from keras_reuse.applications import _common
 from keras_reuse.applications._registry import register_model
-from keras_reuse.layers import ChannelShuffle, GroupedPointwiseConv, _conv_kernel_initializer
+from keras_reuse.layers import (
+    ChannelShuffle,
+    FusedBatchNormalization,
+    GroupedPointwiseConv,
+    _conv_kernel_initializer,
+)
 
 _PLANES = (64, 128, 256, 512)
 _HEAD_PLANES = 256
@@ -33,7 +38,8 @@ _MIN_SIZE = 28
 
 def _batch_norm(name: str) -> layers.BatchNormalization:
     # PyTorch's BatchNorm2d defaults (eps 1e-5, momentum 0.1 == Keras 0.9).
-    return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+    # The fused subclass: same weights and semantics, much faster training.
+    return FusedBatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
 
 
 def _max_pool(x: Any, name: str) -> Any:

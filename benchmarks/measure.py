@@ -1,0 +1,318 @@
+"""Timing and memory probes for the benchmark suite: Keras, LiteRT and PyTorch.
+
+Every probe returns plain numbers (medians over repeats after warm-up) and
+never decides what to measure; `benchmarks.run` does that and interleaves
+the implementations so that they share the machine's load.
+
+Run as a module, it is the child process that measures the peak resident
+memory of one training run (peak RSS is per process, so each model gets a
+fresh one): `python -m benchmarks.measure '{"kind": "keras", ...}'` prints
+one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+MB = 1024 * 1024
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+# ------------------------------------------------------------------ Keras ---
+
+
+def compile_for_training(model: Any) -> Any:
+    """SGD with momentum and sparse cross-entropy on logits, as `keras-reuse train`."""
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def synthetic_batch(batch_size: int, input_shape: tuple, seed: int = 0) -> tuple:
+    rng = np.random.default_rng(seed)
+    images = rng.random((batch_size, *input_shape), dtype=np.float32)
+    labels = rng.integers(0, 10, batch_size).astype(np.int32)
+    return images, labels
+
+
+class KerasTrainer:
+    """Plain `model.fit` on one in-memory batch repeated (the input costs nothing).
+
+    Each `run()` is one `fit` call of `steps` steps; the time is taken between
+    the end of its first and last batches, so `fit`'s per-call set-up is not
+    counted but everything a training step does is.
+    """
+
+    def __init__(self, model: Any, batch_size: int, warmup: int):
+        import keras
+        import tensorflow as tf
+
+        self.model = compile_for_training(model)
+        self.batch_size = batch_size
+        images, labels = synthetic_batch(batch_size, tuple(model.input_shape[1:]))
+        self.data = tf.data.Dataset.from_tensors((images, labels)).repeat()
+        self.ends: list[float] = []
+        ends = self.ends
+
+        class BatchEnds(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                ends.append(time.perf_counter())
+
+        self.callback = BatchEnds()
+        self.model.fit(self.data, steps_per_epoch=max(warmup, 1), epochs=1, verbose=0)
+
+    def run(self, steps: int) -> float:
+        """Images/s of `steps` timed steps (one extra step opens the clock)."""
+        self.ends.clear()
+        self.model.fit(
+            self.data, steps_per_epoch=steps + 1, epochs=1, verbose=0, callbacks=[self.callback]
+        )
+        return steps * self.batch_size / (self.ends[-1] - self.ends[0])
+
+
+def keras_predict_rate(model: Any, batch_size: int, batches: int) -> Callable[[], float]:
+    """A probe: images/s of `model.predict` at `batch_size` over `batches` batches."""
+    images, _ = synthetic_batch(batch_size * batches, tuple(model.input_shape[1:]), seed=1)
+    model.predict(images[:batch_size], batch_size=batch_size, verbose=0)
+
+    def probe() -> float:
+        start = time.perf_counter()
+        model.predict(images, batch_size=batch_size, verbose=0)
+        return len(images) / (time.perf_counter() - start)
+
+    return probe
+
+
+def keras_latency_ms(model: Any, calls: int, warmup: int = 3) -> float:
+    """Median ms of one batch-1 inference through a `tf.function` of the model."""
+    import tensorflow as tf
+
+    image, _ = synthetic_batch(1, tuple(model.input_shape[1:]), seed=2)
+    image = tf.constant(image)
+    forward = tf.function(lambda x: model(x, training=False))
+    for _ in range(warmup):
+        forward(image).numpy()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        forward(image).numpy()
+        times.append(time.perf_counter() - start)
+    return 1e3 * median(times)
+
+
+def litert_latency_ms(model: Any, calls: int, warmup: int = 3) -> dict:
+    """Batch-1 latency of the float32 .tflite that `keras_reuse.export` writes.
+
+    Returns:
+        `{"ms": median ms per invoke, "size_bytes": file size}`.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_reuse.export import to_tflite
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "model.tflite")
+        report = to_tflite(model, path, max_verification_samples=4)
+        interpreter = Interpreter(model_path=path, num_threads=os.cpu_count())
+        size = os.path.getsize(path)
+    detail = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(detail["index"], [1, *detail["shape"][1:]])
+    interpreter.allocate_tensors()
+    image, _ = synthetic_batch(1, tuple(model.input_shape[1:]), seed=2)
+    interpreter.set_tensor(detail["index"], image)
+    for _ in range(warmup):
+        interpreter.invoke()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times.append(time.perf_counter() - start)
+    del report
+    return {"ms": 1e3 * median(times), "size_bytes": size}
+
+
+def trainable_params(model: Any) -> int:
+    """Trainable parameters (PyTorch's `parameters()` counts the same ones)."""
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def activation_bytes(model: Any, batch_size: int) -> int:
+    """Bytes of every layer call's output for one batch: what backprop may keep.
+
+    A layer called N times (layer reuse) counts N outputs, which is what its
+    activations need; its weights are not counted.
+    """
+    total = 0
+    for layer in model.layers:
+        for node in layer._inbound_nodes:
+            for tensor in node.outputs:
+                if tensor.shape[0] is None and len(tensor.shape) > 1:
+                    size = int(np.prod(tensor.shape[1:]))
+                    total += size * batch_size * np.dtype(tensor.dtype).itemsize
+    return total
+
+
+# ---------------------------------------------------------------- PyTorch ---
+
+
+class TorchTrainer:
+    """The PyTorch training step: SGD momentum, cross-entropy, train mode."""
+
+    def __init__(self, net: Any, batch_size: int, input_shape: tuple, warmup: int, bf16: bool):
+        import torch
+
+        self.torch = torch
+        self.net = net.train()
+        self.batch_size = batch_size
+        self.bf16 = bf16
+        images, labels = synthetic_batch(batch_size, input_shape)
+        self.images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+        self.labels = torch.from_numpy(labels.astype(np.int64))
+        self.optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        for _ in range(max(warmup, 1)):
+            self._step()
+
+    def _step(self) -> None:
+        torch = self.torch
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.net(self.images)
+        loss = torch.nn.functional.cross_entropy(logits.float(), self.labels)
+        loss.backward()
+        self.optimizer.step()
+
+    def run(self, steps: int) -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            self._step()
+        return steps * self.batch_size / (time.perf_counter() - start)
+
+
+def torch_predict_rate(net: Any, batch_size: int, batches: int, input_shape: tuple):
+    """A probe: images/s of eval-mode, no-grad forward passes at `batch_size`."""
+    import torch
+
+    images, _ = synthetic_batch(batch_size, input_shape, seed=1)
+    x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+    net.eval()
+    with torch.no_grad():
+        net(x)
+
+    def probe() -> float:
+        start = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(batches):
+                net(x)
+        return batches * batch_size / (time.perf_counter() - start)
+
+    return probe
+
+
+def torch_latency_ms(net: Any, input_shape: tuple, calls: int, warmup: int = 3) -> float:
+    """Median ms of one eager batch-1 forward pass (eval mode, no grad)."""
+    import torch
+
+    image, _ = synthetic_batch(1, input_shape, seed=2)
+    x = torch.from_numpy(image.transpose(0, 3, 1, 2).copy())
+    net.eval()
+    times = []
+    with torch.no_grad():
+        for _ in range(warmup):
+            net(x)
+        for _ in range(calls):
+            start = time.perf_counter()
+            net(x)
+            times.append(time.perf_counter() - start)
+    return 1e3 * median(times)
+
+
+# ----------------------------------------------------------------- Memory ---
+
+
+def peak_memory(spec: dict, timeout: float = 1800.0) -> dict:
+    """Runs one training run in a fresh process and returns its memory figures.
+
+    Args:
+        spec: `{"kind": "keras" | "torch", "model": name, "batch_size": int,
+            "steps": int}`; see `_memory_child`.
+        timeout: Seconds before the child is abandoned.
+
+    Returns:
+        The child's JSON: peak RSS, RSS before training, and (Keras) the
+        activation estimate; or `{"error": message}`.
+    """
+    command = [sys.executable, "-m", "benchmarks.measure", json.dumps(spec)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, env=env, cwd=root
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        return {"error": f"exit code {done.returncode}: {' | '.join(tail)}"}
+    return json.loads(lines[-1])
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as file:
+        return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MB
+
+
+def _peak_rss_mb() -> float:
+    # VmHWM, not getrusage's ru_maxrss: after fork + exec the latter still
+    # holds the parent's peak.
+    with open("/proc/self/status") as file:
+        for line in file:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _memory_child(spec: dict) -> dict:
+    from benchmarks import models
+
+    batch_size, steps = spec["batch_size"], spec["steps"]
+    if spec["kind"] == "torch":
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        net = models.torch_model(spec["model"])
+        before = _rss_mb()
+        trainer = TorchTrainer(net, batch_size, models.INPUT_SHAPE, 0, bf16=False)
+        trainer.run(steps)
+        return {"rss_before_mb": before, "peak_rss_mb": _peak_rss_mb()}
+    model = models.keras_model(spec["model"])
+    activations = activation_bytes(model, batch_size) / MB
+    before = _rss_mb()
+    trainer = KerasTrainer(model, batch_size, warmup=1)
+    trainer.run(steps)
+    return {
+        "rss_before_mb": before,
+        "peak_rss_mb": _peak_rss_mb(),
+        "activations_mb": activations,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(_memory_child(json.loads(sys.argv[1]))), flush=True)

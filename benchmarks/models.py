@@ -1,0 +1,113 @@
+"""The networks the benchmark suite times, by name, in Keras and in PyTorch.
+
+`keras_model("lrunet14")` is `keras_reuse`'s LruNet-14 as users get it;
+`keras_model("lrunet14", naive=True)` is the same network written the
+straightforward way in Keras (`Conv2D(groups=8)` for the grouped 1x1
+convolution, stock `BatchNormalization`, the shuffle as a gather), the
+baseline the README compares against; `torch_model(...)` is the PyTorch
+implementation of the same network from `benchmarks/torch_*.py`.
+All return logits for 10 classes on 32x32x3 inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+INPUT_SHAPE = (32, 32, 3)
+
+# name -> (label, constructor name in keras_reuse.applications, keyword arguments)
+MODELS = {
+    "lrunet1": ("LruNet-1", "lrunet", {"layer_reuse": 1}),
+    "lrunet14": ("LruNet-14", "lrunet", {"layer_reuse": 14}),
+    "sharesnet164": ("ShaResNet-164 (shared)", "sharesnet164", {"share": True}),
+    "resnet164": ("ResNet-164 (unshared)", "sharesnet164", {"share": False}),
+}
+
+
+def _naive_grouped_conv(filters: int, groups: int = 1, name: str | None = None, **_: Any):
+    import keras
+
+    from keras_reuse.layers import _conv_kernel_initializer
+
+    return keras.layers.Conv2D(
+        filters,
+        1,
+        groups=groups,
+        use_bias=False,
+        kernel_initializer=_conv_kernel_initializer(),
+        name=name,
+    )
+
+
+def _naive_shuffle(groups: int = 2, swap_halves: bool = False, name: str | None = None):
+    import keras
+
+    from keras_reuse.layers import channel_shuffle_permutation
+
+    class GatherShuffle(keras.layers.Layer):
+        def call(self, inputs):
+            perm = channel_shuffle_permutation(inputs.shape[-1], groups, swap_halves)
+            return keras.ops.take(inputs, perm.tolist(), axis=-1)
+
+    return GatherShuffle(name=name)
+
+
+@contextlib.contextmanager
+def _naive_lrunet_layers() -> Iterator[None]:
+    """Builds LruNet from stock Keras layers while the block is active."""
+    import keras
+
+    from keras_reuse.applications import lrunet
+
+    saved = (lrunet.GroupedPointwiseConv, lrunet.FusedBatchNormalization, lrunet.ChannelShuffle)
+    lrunet.GroupedPointwiseConv = _naive_grouped_conv
+    lrunet.FusedBatchNormalization = keras.layers.BatchNormalization
+    lrunet.ChannelShuffle = _naive_shuffle
+    try:
+        yield
+    finally:
+        (lrunet.GroupedPointwiseConv, lrunet.FusedBatchNormalization, lrunet.ChannelShuffle) = saved
+
+
+def label(name: str) -> str:
+    return MODELS[name][0]
+
+
+def keras_model(name: str, policy: str = "float32", naive: bool = False) -> Any:
+    """The Keras network `name` under the dtype policy `policy`.
+
+    Args:
+        name: A key of `MODELS`.
+        policy: A Keras dtype policy name ("float32", "mixed_bfloat16").
+        naive: Only for LruNets: the straightforward Keras port instead.
+
+    Returns:
+        An uncompiled `keras.Model` returning logits.
+    """
+    from keras_reuse import applications
+    from keras_reuse.precision import dtype_policy_scope
+
+    _, constructor, kwargs = MODELS[name]
+    naive_scope = _naive_lrunet_layers() if naive else contextlib.nullcontext()
+    with dtype_policy_scope(policy), naive_scope:
+        return applications.create(
+            constructor, num_classes=10, classifier_activation=None, **kwargs
+        )
+
+
+def torch_model(name: str) -> Any:
+    """The PyTorch network `name` (needs torch)."""
+    _, constructor, kwargs = MODELS[name]
+    if constructor == "lrunet":
+        from benchmarks.torch_lrunet import TorchLruNet
+
+        return TorchLruNet(num_classes=10, layer_reuse=kwargs["layer_reuse"])
+    from benchmarks.torch_sharesnet import TorchShaResNet164
+
+    return TorchShaResNet164(num_classes=10, share=kwargs["share"])
+
+
+def has_naive(name: str) -> bool:
+    return MODELS[name][1] == "lrunet"

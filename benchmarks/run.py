@@ -1,0 +1,473 @@
+"""The benchmark suite: keras_reuse against PyTorch and a naive Keras port, side by side.
+
+    TFDS_DATA_DIR=../shared/tensorflow_datasets python -m benchmarks.run
+    python -m benchmarks.run --quick          # a smoke run of a couple of minutes
+
+For each model (LruNet-1, LruNet-14, ShaResNet-164 shared and unshared) it
+measures, in one process so that every implementation shares the same
+machine load: training images/s with plain `model.fit` (float32 and
+mixed_bfloat16), `model.predict` images/s at batch 128, batch-1 latency
+(Keras `tf.function`, and the LiteRT float32 export), and the peak resident
+memory of a training run (a fresh process per model). The PyTorch
+implementation of the same network (`benchmarks/torch_*.py`; skipped with a
+message when torch is missing) and, for LruNets, the naive Keras port with
+`Conv2D(groups=8)` run in the same rounds. Training rates are medians over
+`--repeats` interleaved rounds after `--warmup` steps. The input pipeline's
+images/s (`keras_reuse.data`, augmentation on) is set against the training
+rate. Prints a markdown table and writes `results.json` and `results.md`
+(atomically) to `--output_dir`.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from absl import app, flags
+
+from benchmarks import measure, models
+
+SCHEMA_VERSION = 1
+
+FLAGS = flags.FLAGS
+flags.DEFINE_bool("quick", False, "Smoke run: LruNet-1 only, tiny batches, one round.")
+flags.DEFINE_list("models", None, f"Models to time, from {', '.join(models.MODELS)}.")
+flags.DEFINE_integer("batch_size", None, "Training and predict batch size (default 128).")
+flags.DEFINE_integer("warmup", None, "Training steps before timing (tracing, caches).")
+flags.DEFINE_integer("steps", None, "Timed training steps per round.")
+flags.DEFINE_integer("repeats", None, "Interleaved rounds; the median is reported.")
+flags.DEFINE_integer("latency_calls", None, "Batch-1 calls per latency measurement.")
+flags.DEFINE_bool("torch", True, "Time the PyTorch implementation (needs torch).")
+flags.DEFINE_bool("naive", True, "Time the naive Keras port (Conv2D(groups=8)) of LruNets.")
+flags.DEFINE_bool("bf16", True, "Also time mixed_bfloat16 training.")
+flags.DEFINE_bool("litert", True, "Time the LiteRT export at batch 1.")
+flags.DEFINE_bool("memory", True, "Measure peak RSS of a training run per model.")
+flags.DEFINE_list("pipeline_datasets", None, "TFDS datasets whose input pipeline is timed.")
+flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).")
+flags.DEFINE_string("output_dir", "benchmarks/results", "Where results.json/.md go.")
+
+_FULL = {
+    "models": ["lrunet1", "lrunet14", "sharesnet164", "resnet164"],
+    "batch_size": 128,
+    "warmup": 2,
+    "steps": 3,
+    "repeats": 3,
+    "latency_calls": 30,
+    "predict_batches": 3,
+    "memory_steps": 3,
+    "pipeline_datasets": ["cifar10_jpeg", "fashion_mnist"],
+    "pipeline_batches": None,  # whole epochs, via benchmarks.pipeline
+}
+_QUICK = {
+    "models": ["lrunet1"],
+    "batch_size": 8,
+    "warmup": 1,
+    "steps": 2,
+    "repeats": 1,
+    "latency_calls": 3,
+    "predict_batches": 1,
+    "memory_steps": 1,
+    "pipeline_datasets": ["fashion_mnist"],
+    "pipeline_batches": 20,
+}
+_INTEGER_FLAGS = ("batch_size", "warmup", "steps", "repeats", "latency_calls")
+
+
+def settings_from_flags() -> dict:
+    """The run's settings: the mode's defaults overridden by explicit flags.
+
+    Raises:
+        app.UsageError: naming the flag, for an unknown model or a count < 1.
+    """
+    settings = dict(_QUICK if FLAGS.quick else _FULL)
+    for name in (*_INTEGER_FLAGS, "models", "pipeline_datasets"):
+        value = getattr(FLAGS, name)
+        if value is not None:
+            settings[name] = value
+    for name in _INTEGER_FLAGS:
+        minimum = 0 if name == "warmup" else 1
+        if settings[name] < minimum:
+            raise app.UsageError(f"--{name} must be >= {minimum}. Received: {settings[name]}")
+    unknown = [m for m in settings["models"] if m not in models.MODELS]
+    if unknown or not settings["models"]:
+        raise app.UsageError(
+            f"--models must name models from {', '.join(models.MODELS)}. "
+            f"Received: {','.join(settings['models'])}"
+        )
+    for name in ("torch", "naive", "bf16", "litert", "memory"):
+        settings[name] = getattr(FLAGS, name)
+    return settings
+
+
+# ------------------------------------------------------------ environment ---
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD features that decide float32/bfloat16 speed on x86."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            words = set(file.read().split())
+    except OSError:
+        return []
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+    return [w for w in wanted if w in words]
+
+
+def torch_or_reason() -> tuple[Any, str | None]:
+    # PyTorch's OpenMP threads spin while waiting at barriers; on a machine
+    # shared with other jobs a descheduled spinner stalls every op (measured
+    # here: LruNet-1 batch-1 forward 61 ms spinning, 13 ms passive, load 10
+    # on 2 cores). Passive waiting is the fair setting for the reference.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        import torch
+    except ImportError:
+        return None, "torch is not installed: pip install 'keras-reuse[torch]' (torch==2.13.0)"
+    return torch, None
+
+
+def environment(torch: Any) -> dict:
+    import keras
+    import tensorflow as tf
+
+    return {
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "torch": getattr(torch, "__version__", None),
+        "torch_threads": torch.get_num_threads() if torch else None,
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+    }
+
+
+# ------------------------------------------------------------- measuring ---
+
+
+def _guard(results: dict, key: str, probe: Callable[[], Any]) -> None:
+    """Stores `probe()` under `key`, or the error it raised (the suite goes on)."""
+    try:
+        results[key] = probe()
+    except Exception as error:  # noqa: BLE001 - one failed cell must not lose the run
+        traceback.print_exc()
+        results[key] = None
+        results.setdefault("errors", {})[key] = f"{type(error).__name__}: {error}"
+
+
+def _interleaved(probes: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Medians of every probe over `repeats` rounds, the probes taking turns."""
+    samples: dict[str, list[float]] = {key: [] for key in probes}
+    for _ in range(repeats):
+        for key, probe in probes.items():
+            samples[key].append(probe())
+    return {key: measure.median(values) for key, values in samples.items()}
+
+
+def bench_model(name: str, settings: dict, torch: Any) -> dict:
+    """Every measurement of one model, all implementations side by side."""
+    batch, warmup, steps = settings["batch_size"], settings["warmup"], settings["steps"]
+    impls: dict[str, dict] = {"keras": {}}
+    keras_fp32 = models.keras_model(name)
+    impls["keras"]["params"] = measure.trainable_params(keras_fp32)
+    builders: dict[str, Callable[[], Any]] = {"keras": lambda: keras_fp32}
+    if settings["naive"] and models.has_naive(name):
+        impls["keras_naive"] = {}
+        builders["keras_naive"] = lambda: models.keras_model(name, naive=True)
+    if torch is not None and settings["torch"]:
+        impls["torch"] = {}
+    built: dict[str, Any] = {}
+    for impl, build in builders.items():
+        _guard(impls[impl], "_built", lambda build=build: build())
+        built[impl] = impls[impl].pop("_built")
+    net = None
+    if "torch" in impls:
+        net = models.torch_model(name)
+        impls["torch"]["params"] = int(sum(p.numel() for p in net.parameters()))
+    if "keras_naive" in impls and built["keras_naive"] is not None:
+        impls["keras_naive"]["params"] = measure.trainable_params(built["keras_naive"])
+
+    print(f"[{models.label(name)}] training", flush=True)
+    trainers: dict[str, Callable[[], float]] = {}
+    for impl, model in built.items():
+        if model is not None:
+            _guard(impls[impl], "_t", lambda m=model: measure.KerasTrainer(m, batch, warmup))
+            trainer = impls[impl].pop("_t")
+            if trainer is not None:
+                trainers[f"{impl}/train_fp32"] = lambda t=trainer: t.run(steps)
+    if settings["bf16"]:
+        _guard(
+            impls["keras"],
+            "_t",
+            lambda: measure.KerasTrainer(
+                models.keras_model(name, policy="mixed_bfloat16"), batch, warmup
+            ),
+        )
+        trainer = impls["keras"].pop("_t")
+        if trainer is not None:
+            trainers["keras/train_bf16"] = lambda t=trainer: t.run(steps)
+    if net is not None:
+        for key, bf16 in (("train_fp32", False), ("train_bf16", True)):
+            if bf16 and not settings["bf16"]:
+                continue
+            shape = models.INPUT_SHAPE
+            trainer = measure.TorchTrainer(net, batch, shape, warmup, bf16=bf16)
+            trainers[f"torch/{key}"] = lambda t=trainer: t.run(steps)
+    _store(impls, _safe_interleaved(impls, trainers, settings["repeats"]))
+    trainers.clear()
+    gc.collect()
+
+    print(f"[{models.label(name)}] inference", flush=True)
+    probes: dict[str, Callable[[], float]] = {}
+    for impl, model in built.items():
+        if model is not None:
+            probes[f"{impl}/predict"] = measure.keras_predict_rate(
+                model, batch, settings["predict_batches"]
+            )
+    if net is not None:
+        probes["torch/predict"] = measure.torch_predict_rate(
+            net, batch, settings["predict_batches"], models.INPUT_SHAPE
+        )
+    _store(impls, _safe_interleaved(impls, probes, settings["repeats"]))
+
+    calls = settings["latency_calls"]
+    latency: dict[str, Callable[[], float]] = {}
+    for impl, model in built.items():
+        if model is not None:
+            latency[f"{impl}/latency_ms"] = lambda m=model: measure.keras_latency_ms(m, calls)
+    if net is not None:
+        shape = models.INPUT_SHAPE
+        latency["torch/latency_ms"] = lambda: measure.torch_latency_ms(net, shape, calls)
+    _store(impls, _safe_interleaved(impls, latency, settings["repeats"]))
+    if settings["litert"]:
+        _guard(impls["keras"], "litert", lambda: measure.litert_latency_ms(keras_fp32, calls))
+
+    if settings["memory"]:
+        print(f"[{models.label(name)}] memory", flush=True)
+        spec = {"model": name, "batch_size": batch, "steps": settings["memory_steps"]}
+        impls["keras"]["memory"] = measure.peak_memory({**spec, "kind": "keras"})
+        if net is not None:
+            impls["torch"]["memory"] = measure.peak_memory({**spec, "kind": "torch"})
+    return {"model": name, "label": models.label(name), "implementations": impls}
+
+
+def _safe_interleaved(impls: dict, probes: dict, repeats: int) -> dict[str, float | None]:
+    holder: dict = {}
+    _guard(holder, "values", lambda: _interleaved(probes, repeats))
+    if holder["values"] is None:
+        for key in probes:
+            impl, _ = key.split("/")
+            impls[impl].setdefault("errors", {}).update(holder.get("errors", {}))
+        return {key: None for key in probes}
+    return holder["values"]
+
+
+def _store(impls: dict, values: dict[str, float | None]) -> None:
+    for key, value in values.items():
+        impl, metric = key.split("/")
+        impls[impl][metric] = value
+
+
+def bench_pipeline(settings: dict, data_dir: str | None) -> list[dict]:
+    """Images/s of the augmented train pipeline of each dataset."""
+    results = []
+    for dataset in settings["pipeline_datasets"]:
+        entry: dict[str, Any] = {"dataset": dataset}
+        if settings["pipeline_batches"] is None:
+            from benchmarks.pipeline import time_pipeline
+
+            def probe(dataset=dataset):
+                timed = time_pipeline(dataset, data_dir, settings["batch_size"])
+                return timed["cached_epoch_images_per_s"], timed["first_epoch_images_per_s"]
+        else:
+
+            def probe(dataset=dataset):
+                return _pipeline_batches(dataset, data_dir, settings), None
+
+        _guard(entry, "rates", probe)
+        rates = entry.pop("rates")
+        entry["images_per_s"], entry["first_epoch_images_per_s"] = rates or (None, None)
+        results.append(entry)
+    return results
+
+
+def _pipeline_batches(dataset: str, data_dir: str | None, settings: dict) -> float:
+    from keras_reuse import data
+
+    batches = settings["pipeline_batches"]
+    ds = data.load(dataset, split="train", batch_size=settings["batch_size"], data_dir=data_dir)
+    iterator = iter(ds)
+    next(iterator)
+    images = 0
+    start = time.perf_counter()
+    for _ in range(batches):
+        images += int(next(iterator)[0].shape[0])
+    return images / (time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------- report ---
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def ratios(results: list[dict]) -> dict[str, dict]:
+    """The figures the performance targets are stated in, per model."""
+    out = {}
+    for entry in results:
+        impls = entry["implementations"]
+        keras, naive, torch = impls["keras"], impls.get("keras_naive", {}), impls.get("torch", {})
+        litert = (keras.get("litert") or {}).get("ms")
+        out[entry["model"]] = {
+            "train_keras_over_torch": _ratio(keras.get("train_fp32"), torch.get("train_fp32")),
+            "train_keras_over_naive": _ratio(keras.get("train_fp32"), naive.get("train_fp32")),
+            "train_bf16_over_fp32": _ratio(keras.get("train_bf16"), keras.get("train_fp32")),
+            "predict_keras_over_torch": _ratio(keras.get("predict"), torch.get("predict")),
+            "litert_latency_over_torch_eager": _ratio(litert, torch.get("latency_ms")),
+        }
+    return out
+
+
+def _cell(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+_IMPL_NAMES = {
+    "keras": "keras_reuse",
+    "keras_naive": "naive Keras, Conv2D(groups=8)",
+    "torch": "PyTorch",
+}
+
+
+def markdown(payload: dict) -> str:
+    env = payload["environment"]
+    lines = [
+        f"Measured with `{payload['command']}` on {env['cpu']} ({env['cpu_count']} cores, "
+        f"{' '.join(env['cpu_flags']) or 'no SIMD flags read'}), TensorFlow {env['tensorflow']}, "
+        f"Keras {env['keras']}, PyTorch {env['torch'] or 'absent'}; load average "
+        f"{payload['load_before'][0]:.1f} before, {payload['load_after'][0]:.1f} after. "
+        f"Batch {payload['settings']['batch_size']}, medians of "
+        f"{payload['settings']['repeats']} interleaved rounds.",
+        "",
+        "| model | implementation | params | train fp32 img/s | train bf16 img/s "
+        "| predict img/s | batch-1 ms | LiteRT batch-1 ms | peak RSS MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for entry in payload["results"]:
+        for impl, values in entry["implementations"].items():
+            memory = values.get("memory") or {}
+            litert = values.get("litert") or {}
+            lines.append(
+                f"| {entry['label']} | {_IMPL_NAMES[impl]} | {_cell(values.get('params'))} "
+                f"| {_cell(values.get('train_fp32'))} | {_cell(values.get('train_bf16'))} "
+                f"| {_cell(values.get('predict'))} | {_cell(values.get('latency_ms'), 2)} "
+                f"| {_cell(litert.get('ms'), 2)} | {_cell(memory.get('peak_rss_mb'), 0)} |"
+            )
+    lines += [
+        "",
+        "| model | train keras/PyTorch | train keras/naive | bf16/fp32 "
+        "| predict keras/PyTorch | LiteRT/PyTorch-eager latency |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in payload["ratios"].items():
+        lines.append(
+            f"| {models.label(name)} | {_cell(r['train_keras_over_torch'], 2)} "
+            f"| {_cell(r['train_keras_over_naive'], 2)} | {_cell(r['train_bf16_over_fp32'], 2)} "
+            f"| {_cell(r['predict_keras_over_torch'], 2)} "
+            f"| {_cell(r['litert_latency_over_torch_eager'], 2)} |"
+        )
+    if payload["pipeline"]:
+        lines += ["", "| dataset | pipeline img/s | x LruNet training |", "|---|---:|---:|"]
+        for p in payload["pipeline"]:
+            lines.append(
+                f"| {p['dataset']} | {_cell(p.get('images_per_s'), 0)} "
+                f"| {_cell(p.get('over_training'), 1)} |"
+            )
+    for note in payload["notes"]:
+        lines += ["", f"Note: {note}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as file:
+        file.write(text)
+    os.replace(file.name, path)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    settings = settings_from_flags()
+    torch, reason = torch_or_reason()
+    notes = []
+    if reason:
+        print(f"PyTorch skipped: {reason}", flush=True)
+        notes.append(f"PyTorch skipped: {reason}")
+    elif settings["torch"]:
+        torch.set_num_threads(os.cpu_count() or 1)
+    if torch and not settings["torch"]:
+        torch = None
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    results = []
+    for name in settings["models"]:
+        results.append(bench_model(name, settings, torch))
+        gc.collect()
+    pipeline = bench_pipeline(settings, FLAGS.data_dir) if settings["pipeline_datasets"] else []
+    lru = [r for r in results if r["model"].startswith("lrunet")]
+    reference = lru[-1]["implementations"]["keras"].get("train_fp32") if lru else None
+    for p in pipeline:
+        p["over_training"] = _ratio(p.get("images_per_s"), reference)
+        p["training_model"] = lru[-1]["model"] if lru else None
+    payload = {
+        "schema_version": SCHEMA_VERSION,
+        "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
+        "mode": "quick" if FLAGS.quick else "full",
+        "settings": settings,
+        "environment": environment(torch),
+        "load_before": list(load_before),
+        "load_after": list(os.getloadavg()),
+        "seconds": time.perf_counter() - started,
+        "results": results,
+        "ratios": ratios(results),
+        "pipeline": pipeline,
+        "notes": notes,
+    }
+    table = markdown(payload)
+    write_atomic(os.path.join(FLAGS.output_dir, "results.json"), json.dumps(payload, indent=2))
+    write_atomic(os.path.join(FLAGS.output_dir, "results.md"), table)
+    print(table)
+    print(f"wrote {os.path.join(FLAGS.output_dir, 'results.json')} and results.md")
+
+
+if __name__ == "__main__":
+    app.run(main)
