@@ -339,7 +339,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
             callbacks=callbacks,
             verbose=config.verbose,
         )
-        test = model.evaluate(test_ds, return_dict=True, verbose=0)
+        if history.epoch:
+            # The last epoch's validation pass is the test evaluation.
+            test = {
+                "accuracy": history.history["val_accuracy"][-1],
+                "loss": history.history["val_loss"][-1],
+            }
+        else:  # a resumed run that had nothing left to train
+            test = model.evaluate(test_ds, return_dict=True, verbose=0)
 
     model_path = os.path.join(out, "model.keras")
     _save_model_atomic(model, model_path)
