@@ -8,6 +8,7 @@ family, the model registry), `keras_reuse.layers` (reuse primitives) and
 
 from keras_reuse import applications, data, layers
 from keras_reuse.applications import LruNet, create, get, list_models
+from keras_reuse.export import to_tflite
 from keras_reuse.layers import ChannelShuffle, GroupedPointwiseConv
 from keras_reuse.pretrained import load_lrunet_checkpoint
 from keras_reuse.summary import LayerReuse, ReuseSummary, reuse_summary
@@ -29,4 +30,5 @@ __all__ = [
     "list_models",
     "load_lrunet_checkpoint",
     "reuse_summary",
+    "to_tflite",
 ]

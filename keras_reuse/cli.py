@@ -15,6 +15,7 @@ _SUBCOMMANDS = {
     "summary": "Build a model and print how it reuses its layers.",
     "data": "Prepare TFDS datasets offline from original files; list prepared ones.",
     "train": "Train a model on a TFDS dataset with model.fit (the papers' recipe).",
+    "export": "Export a .keras model to a verified .tflite file (shared kernels stored once).",
     "tune": "Search hyperparameters with keras-tuner; write the best configuration and trials.",
     "study": "Train LruNet at several reuse counts on one budget; write a CSV and plots.",
     "convert": "Convert an LruNet checkpoint of the authors (PyTorch .t7) to a .keras file.",

@@ -1,0 +1,127 @@
+"""`keras-reuse export`: a saved Keras model -> a verified `.tflite` file.
+
+  keras-reuse export MODEL.keras OUT.tflite [--quantization=none|float16|dynamic|int8]
+      [--dataset=fashion_mnist] [--fold_batchnorm] [--noverify] [--min_agreement=0.98]
+
+--dataset names a TFDS dataset read through `keras_reuse.data`: int8
+calibrates on the first --num_calibration training images, and the file is
+verified against Keras on the test split (all of it by default). Without
+--dataset a float32 export is verified on random images; quantized ones need
+the dataset (or --noverify). Bad arguments end the program with a usage
+error before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+_QUANTIZATION = {"none": None, "float16": "float16", "dynamic": "dynamic", "int8": "int8"}
+
+flags.DEFINE_enum("quantization", "none", list(_QUANTIZATION), "Weight/activation quantization.")
+# `train` declares --dataset and --data_dir too; when both modules share a
+# process (tests), each flag is one and the same, so only `present` counts.
+if "dataset" not in FLAGS:
+    flags.DEFINE_string("dataset", None, "TFDS dataset for int8 calibration and verification.")
+if "data_dir" not in FLAGS:
+    flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).")
+flags.DEFINE_integer("num_calibration", 500, "int8: calibrate on this many training images.")
+flags.DEFINE_integer(
+    "num_verification", None, "Verify on at most this many test images (default: all)."
+)
+flags.DEFINE_boolean(
+    "fold_batchnorm", False, "Fold BatchNorms into kernels (shared kernels stored per call)."
+)
+flags.DEFINE_boolean("verify", True, "Run the file with LiteRT and compare it with Keras.")
+flags.DEFINE_float(
+    "min_agreement", None, "Quantized: required top-1 agreement (default 0.99, int8 0.98)."
+)
+
+
+def _fail(message: str) -> None:
+    print(f"keras-reuse export: error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def _check_args(argv: list[str]) -> tuple[str, str]:
+    if len(argv) != 3:
+        raise app.UsageError(
+            f"expected MODEL.keras OUT.tflite; received {len(argv) - 1} argument(s): "
+            f"{' '.join(argv[1:]) or '(none)'}"
+        )
+    model_path, out_path = argv[1], argv[2]
+    if not model_path.endswith(".keras") or not os.path.isfile(model_path):
+        raise app.UsageError(f"MODEL must be an existing .keras file; received {model_path!r}")
+    if not out_path.endswith(".tflite"):
+        raise app.UsageError(f"OUT must end with .tflite; received {out_path!r}")
+    out_dir = os.path.dirname(os.path.abspath(out_path))
+    if not os.path.isdir(out_dir):
+        raise app.UsageError(f"the directory of OUT does not exist: {out_dir!r}")
+    for name in ("num_calibration", "num_verification"):
+        value = FLAGS[name].value
+        if value is not None and value < 1:
+            raise app.UsageError(f"--{name}={value}: must be an integer >= 1")
+    quantization = _QUANTIZATION[FLAGS.quantization]
+    dataset = FLAGS.dataset if FLAGS["dataset"].present else None
+    if quantization == "int8" and dataset is None:
+        raise app.UsageError("--quantization=int8 calibrates on images: pass --dataset")
+    if quantization is not None and FLAGS.verify and dataset is None:
+        raise app.UsageError(
+            f"--quantization={quantization} is verified by top-1 agreement on real images: "
+            "pass --dataset (or --noverify)"
+        )
+    return model_path, out_path
+
+
+def main(argv: list[str]) -> None:
+    model_path, out_path = _check_args(argv)
+    quantization = _QUANTIZATION[FLAGS.quantization]
+    dataset = FLAGS.dataset if FLAGS["dataset"].present else None
+
+    import keras
+
+    from keras_reuse import data
+    from keras_reuse.export import VerificationError, to_tflite
+
+    calibration = verification = None
+    if dataset is not None:
+        data_dir = FLAGS.data_dir if FLAGS["data_dir"].present else None
+        try:
+            if quantization == "int8":
+                calibration = data.load(
+                    dataset,
+                    split=f"train[:{FLAGS.num_calibration}]",
+                    augment=False,
+                    shuffle=False,
+                    data_dir=data_dir,
+                )
+            if FLAGS.verify:
+                verification = data.load(dataset, split="test", data_dir=data_dir)
+        except (ValueError, OSError) as error:
+            raise app.UsageError(f"--dataset={dataset}: {error}") from error
+    try:
+        model = keras.models.load_model(model_path, compile=False)
+    except Exception as error:  # Keras raises many types for an unreadable file.
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise app.UsageError(f"cannot load MODEL {model_path!r}: {reason}") from error
+    try:
+        report = to_tflite(
+            model,
+            out_path,
+            quantization=quantization,
+            representative_data=calibration,
+            fold_batchnorm=FLAGS.fold_batchnorm,
+            verify=FLAGS.verify,
+            verification_data=verification,
+            max_verification_samples=FLAGS.num_verification,
+            min_top1_agreement=FLAGS.min_agreement,
+        )
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+    except VerificationError as error:
+        _fail(str(error))
+    print(report)
