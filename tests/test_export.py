@@ -338,6 +338,26 @@ def test_cli_exports_and_reports(saved_small_lrunet, tmp_path, capsys):
     assert "on 64 verification_data samples" in stdout and "accuracy" in stdout
 
 
+def test_cli_int8_calibrates_on_the_dataset(saved_small_lrunet, tmp_path, capsys):
+    out = tmp_path / "small_int8.tflite"
+    code, stdout, _ = run_cli(
+        capsys,
+        saved_small_lrunet,
+        out,
+        "--quantization=int8",
+        "--dataset=fashion_mnist",
+        f"--data_dir={DATA_DIR}",
+        "--num_calibration=32",
+        # A random network: agreement would mean nothing (see the tests above).
+        "--noverify",
+    )
+    assert code == 0
+    assert f"{out}: {os.path.getsize(out):,} bytes (int8); not verified" in stdout
+    interpreter = Interpreter(model_path=os.fspath(out))
+    types = {d["dtype"] for d in interpreter.get_tensor_details() if d["name"]}
+    assert np.int8 in types
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -358,7 +378,7 @@ def test_cli_usage_errors_write_nothing(
     (tmp_path / "bad.keras").write_bytes(b"not a zip file")
     args = [a.format(model=saved_small_lrunet, bad=tmp_path / "bad.keras") for a in args]
     code, _, stderr = run_cli(capsys, *args)
-    assert code == 1
+    assert code == 2
     # absl prints the usage (here pytest's docstring), then the error, one line.
     assert re.search(message, stderr.strip().splitlines()[-1])
     assert not any(name.endswith(".tflite") for name in os.listdir(tmp_path))

@@ -7,8 +7,9 @@
 calibrates on the first --num_calibration training images, and the file is
 verified against Keras on the test split (all of it by default). Without
 --dataset a float32 export is verified on random images; quantized ones need
-the dataset (or --noverify). Bad arguments end the program with a usage
-error before anything is written.
+the dataset (or --noverify). Bad arguments end the program with a one-line
+usage error (exit code 2) before anything is written; a file that fails
+verification is not written either (exit code 1).
 """
 
 from __future__ import annotations
@@ -26,9 +27,13 @@ flags.DEFINE_enum("quantization", "none", list(_QUANTIZATION), "Weight/activatio
 # `train` declares --dataset and --data_dir too; when both modules share a
 # process (tests), each flag is one and the same, so only `present` counts.
 if "dataset" not in FLAGS:
-    flags.DEFINE_string("dataset", None, "TFDS dataset for int8 calibration and verification.")
+    flags.DEFINE_string(
+        "dataset", None, "TFDS dataset for int8 calibration and verification.", allow_override=True
+    )
 if "data_dir" not in FLAGS:
-    flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).")
+    flags.DEFINE_string(
+        "data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).", allow_override=True
+    )
 flags.DEFINE_integer("num_calibration", 500, "int8: calibrate on this many training images.")
 flags.DEFINE_integer(
     "num_verification", None, "Verify on at most this many test images (default: all)."
@@ -42,6 +47,17 @@ flags.DEFINE_float(
 )
 
 
+class _Usage(app.UsageError):
+    """A bad argument: absl prints the usage and this one-line message, exit code 2."""
+
+    def __init__(self, message: str):
+        super().__init__(message, exitcode=2)
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def _fail(message: str) -> None:
     print(f"keras-reuse export: error: {message}", file=sys.stderr)
     sys.exit(1)
@@ -49,28 +65,28 @@ def _fail(message: str) -> None:
 
 def _check_args(argv: list[str]) -> tuple[str, str]:
     if len(argv) != 3:
-        raise app.UsageError(
+        raise _Usage(
             f"expected MODEL.keras OUT.tflite; received {len(argv) - 1} argument(s): "
             f"{' '.join(argv[1:]) or '(none)'}"
         )
     model_path, out_path = argv[1], argv[2]
     if not model_path.endswith(".keras") or not os.path.isfile(model_path):
-        raise app.UsageError(f"MODEL must be an existing .keras file; received {model_path!r}")
+        raise _Usage(f"MODEL must be an existing .keras file; received {model_path!r}")
     if not out_path.endswith(".tflite"):
-        raise app.UsageError(f"OUT must end with .tflite; received {out_path!r}")
+        raise _Usage(f"OUT must end with .tflite; received {out_path!r}")
     out_dir = os.path.dirname(os.path.abspath(out_path))
     if not os.path.isdir(out_dir):
-        raise app.UsageError(f"the directory of OUT does not exist: {out_dir!r}")
+        raise _Usage(f"the directory of OUT does not exist: {out_dir!r}")
     for name in ("num_calibration", "num_verification"):
         value = FLAGS[name].value
         if value is not None and value < 1:
-            raise app.UsageError(f"--{name}={value}: must be an integer >= 1")
+            raise _Usage(f"--{name}={value}: must be an integer >= 1")
     quantization = _QUANTIZATION[FLAGS.quantization]
     dataset = FLAGS.dataset if FLAGS["dataset"].present else None
     if quantization == "int8" and dataset is None:
-        raise app.UsageError("--quantization=int8 calibrates on images: pass --dataset")
+        raise _Usage("--quantization=int8 calibrates on images: pass --dataset")
     if quantization is not None and FLAGS.verify and dataset is None:
-        raise app.UsageError(
+        raise _Usage(
             f"--quantization={quantization} is verified by top-1 agreement on real images: "
             "pass --dataset (or --noverify)"
         )
@@ -100,14 +116,15 @@ def main(argv: list[str]) -> None:
                     data_dir=data_dir,
                 )
             if FLAGS.verify:
-                verification = data.load(dataset, split="test", data_dir=data_dir)
+                count = FLAGS.num_verification
+                split = "test" if count is None else f"test[:{count}]"
+                verification = data.load(dataset, split=split, data_dir=data_dir)
         except (ValueError, OSError) as error:
-            raise app.UsageError(f"--dataset={dataset}: {error}") from error
+            raise _Usage(f"--dataset={dataset}: {_one_line(error)}") from error
     try:
         model = keras.models.load_model(model_path, compile=False)
     except Exception as error:  # Keras raises many types for an unreadable file.
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise app.UsageError(f"cannot load MODEL {model_path!r}: {reason}") from error
+        raise _Usage(f"cannot load MODEL {model_path!r}: {_one_line(error)}") from error
     try:
         report = to_tflite(
             model,
@@ -121,7 +138,7 @@ def main(argv: list[str]) -> None:
             min_top1_agreement=FLAGS.min_agreement,
         )
     except ValueError as error:
-        raise app.UsageError(str(error)) from error
+        raise _Usage(_one_line(error)) from error
     except VerificationError as error:
         _fail(str(error))
     print(report)
