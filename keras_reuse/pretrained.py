@@ -235,7 +235,8 @@ def load_lrunet_checkpoint(path: str | os.PathLike) -> keras.Model:
     classifier, `layer_reuse` from the number of per-iteration BatchNorms,
     `width_multiplier` from the stage widths, and the input shape from the
     stem's input channels ((32, 32, 3) for CIFAR, (28, 28, 1) for
-    Fashion-MNIST). The model outputs the reference network's logits
+    Fashion-MNIST). The model, named after the paper's N-LruNet-kx (e.g.
+    `lrunet_14_1x`), outputs the reference network's logits
     (`classifier_activation=None`); add a softmax for probabilities.
 
     Args:
