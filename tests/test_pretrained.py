@@ -262,6 +262,9 @@ def test_convert_cli_writes_a_keras_model(tmp_path, capsys):
     assert code == 0
     assert f"wrote {out}" in stdout
     assert os.listdir(tmp_path) == ["lrunet.keras"]  # no temporary file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
     loaded = keras.models.load_model(out)
     x = np.random.default_rng(2).random((4, 28, 28, 1), dtype=np.float32)
     np.testing.assert_array_equal(

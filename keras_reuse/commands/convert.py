@@ -27,6 +27,11 @@ def save_atomically(model, path: str) -> None:
     os.close(fd)
     try:
         model.save(tmp)
+        # mkstemp creates the file private (0600); give it the mode a plain
+        # open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
