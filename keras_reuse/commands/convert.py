@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import TYPE_CHECKING
 
 from absl import app
+
+if TYPE_CHECKING:
+    import keras
 
 USAGE = "usage: keras-reuse convert CKPT.t7 OUT.keras"
 
 
-def save_atomically(model, path: str) -> None:
+def save_atomically(model: keras.Model, path: str) -> None:
     """Saves `model` to the `.keras` file `path` through a temporary sibling.
 
     Args:
