@@ -47,7 +47,13 @@ flags.DEFINE_integer("repeats", None, "Interleaved rounds; the median is reporte
 flags.DEFINE_integer("latency_calls", None, "Batch-1 calls per latency measurement.")
 flags.DEFINE_bool("torch", True, "Time the PyTorch implementation (needs torch).")
 flags.DEFINE_bool("naive", True, "Time the naive Keras port (Conv2D(groups=8)) of LruNets.")
-flags.DEFINE_bool("bf16", True, "Also time mixed_bfloat16 training.")
+flags.DEFINE_bool("bf16", True, "Also time mixed_bfloat16 training (Keras).")
+flags.DEFINE_bool(
+    "torch_bf16",
+    None,
+    "Also time PyTorch bfloat16 autocast training (default: in --quick only; on CPUs "
+    "without native bfloat16 it is several times slower than float32).",
+)
 flags.DEFINE_bool("litert", True, "Time the LiteRT export at batch 1.")
 flags.DEFINE_bool("memory", True, "Measure peak RSS of a training run per model.")
 flags.DEFINE_list("pipeline_datasets", None, "TFDS datasets whose input pipeline is timed.")
@@ -57,10 +63,10 @@ flags.DEFINE_string("output_dir", "benchmarks/results", "Where results.json/.md 
 _FULL = {
     "models": ["lrunet1", "lrunet14", "sharesnet164", "resnet164"],
     "batch_size": 128,
-    "warmup": 2,
-    "steps": 3,
+    "warmup": 1,
+    "steps": 2,
     "repeats": 3,
-    "latency_calls": 30,
+    "latency_calls": 20,
     "predict_batches": 3,
     "memory_steps": 3,
     "pipeline_datasets": ["cifar10_jpeg", "fashion_mnist"],
@@ -104,6 +110,7 @@ def settings_from_flags() -> dict:
         )
     for name in ("torch", "naive", "bf16", "litert", "memory"):
         settings[name] = getattr(FLAGS, name)
+    settings["torch_bf16"] = FLAGS.quick if FLAGS.torch_bf16 is None else FLAGS.torch_bf16
     return settings
 
 
@@ -230,7 +237,7 @@ def bench_model(name: str, settings: dict, torch: Any) -> dict:
             trainers["keras/train_bf16"] = lambda t=trainer: t.run(steps)
     if net is not None:
         for key, bf16 in (("train_fp32", False), ("train_bf16", True)):
-            if bf16 and not settings["bf16"]:
+            if bf16 and not settings["torch_bf16"]:
                 continue
             shape = models.INPUT_SHAPE
             trainer = measure.TorchTrainer(net, batch, shape, warmup, bf16=bf16)

@@ -1,0 +1,100 @@
+"""The benchmark suite runs end to end (--quick) and writes the documented JSON and table.
+
+Never asserts a speed: only that every figure was measured (a positive
+number, no recorded error) and lands where the README table reads it.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(ROOT), "shared", "tensorflow_datasets")
+
+
+def _run(*args, timeout=900):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFDS_DATA_DIR=SHARED)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _positive(value):
+    return isinstance(value, (int, float)) and value > 0
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    done = _run("--quick", f"--output_dir={out}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(out / "results.json") as file:
+        payload = json.load(file)
+    return payload, (out / "results.md").read_text(), done.stdout
+
+
+def test_quick_run_measures_every_figure(quick_run):
+    payload, _, _ = quick_run
+    assert payload["schema_version"] == 1
+    assert payload["mode"] == "quick"
+    assert payload["environment"]["cpu_count"] >= 1
+    assert len(payload["load_before"]) == 3
+    (entry,) = payload["results"]
+    assert entry["model"] == "lrunet1"
+    impls = entry["implementations"]
+    assert set(impls) == {"keras", "keras_naive", "torch"}  # torch is a test dependency
+    for name, values in impls.items():
+        assert "errors" not in values, (name, values.get("errors"))
+        for metric in ("params", "train_fp32", "predict", "latency_ms"):
+            assert _positive(values[metric]), (name, metric, values[metric])
+    keras, torch = impls["keras"], impls["torch"]
+    # The same network: PyTorch counts the same trainable parameters.
+    assert keras["params"] == torch["params"] == impls["keras_naive"]["params"]
+    assert _positive(keras["train_bf16"]) and _positive(torch["train_bf16"])
+    assert _positive(keras["litert"]["ms"]) and keras["litert"]["size_bytes"] > 4 * 100_000
+    for impl in ("keras", "torch"):
+        memory = impls[impl]["memory"]
+        assert "error" not in memory, memory
+        assert memory["peak_rss_mb"] >= memory["rss_before_mb"] > 0
+    assert keras["memory"]["activations_mb"] > 0
+    ratios = payload["ratios"]["lrunet1"]
+    assert ratios["train_keras_over_torch"] == pytest.approx(
+        keras["train_fp32"] / torch["train_fp32"]
+    )
+    (pipeline,) = payload["pipeline"]
+    assert pipeline["dataset"] == "fashion_mnist" and _positive(pipeline["images_per_s"])
+    assert pipeline["over_training"] == pytest.approx(
+        pipeline["images_per_s"] / keras["train_fp32"]
+    )
+
+
+def test_quick_run_writes_the_markdown_table(quick_run):
+    payload, table, stdout = quick_run
+    assert table in stdout
+    assert "| model | implementation | params | train fp32 img/s" in table
+    for row in ("| LruNet-1 | keras_reuse |", "| LruNet-1 | PyTorch |", "naive Keras"):
+        assert row in table
+    assert payload["environment"]["cpu"] in table
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--models=lrunet99"], "--models must name models from lrunet1"),
+        (["--quick", "--steps=0"], "--steps must be >= 1. Received: 0"),
+        (["--quick", "--batch_size=-4"], "--batch_size must be >= 1. Received: -4"),
+    ],
+)
+def test_bad_flags_are_usage_errors(tmp_path, args, message):
+    done = _run(*args, f"--output_dir={tmp_path}", timeout=300)
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert not os.listdir(tmp_path)  # nothing written
