@@ -299,6 +299,20 @@ def _num_examples(builder: tfds.core.DatasetBuilder, split: Any, name: str) -> i
     return int(count)
 
 
+def _decode_image(encoded: tf.Tensor, channels: int) -> tf.Tensor:
+    """Decodes PNG or JPEG bytes to uint8 (H, W, C).
+
+    JPEGs are decoded with libjpeg's accurate integer IDCT, as PIL does:
+    TensorFlow's default fast IDCT differs by about 1/255 per pixel, enough
+    to move the published checkpoints' cifar10_jpeg accuracy by 0.15 points.
+    """
+    return tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: tf.io.decode_jpeg(encoded, channels=channels, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_png(encoded, channels=channels),
+    )
+
+
 def _scale(images: tf.Tensor) -> tf.Tensor:
     return tf.cast(images, tf.float32) / 255.0
 
@@ -366,8 +380,17 @@ def load(
 
     autotune = tf.data.AUTOTUNE
     read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
-    ds = builder.as_dataset(split=split, shuffle_files=shuffle, read_config=read_config)
-    ds = ds.map(lambda ex: (ex[image_key], ex[label_key]), num_parallel_calls=autotune)
+    channels = builder.info.features[image_key].shape[-1]
+    ds = builder.as_dataset(
+        split=split,
+        shuffle_files=shuffle,
+        read_config=read_config,
+        decoders={image_key: tfds.decode.SkipDecoding()},
+    )
+    ds = ds.map(
+        lambda ex: (_decode_image(ex[image_key], channels), ex[label_key]),
+        num_parallel_calls=autotune,
+    )
     if cache:
         # Decoded uint8 images: a quarter of the float32 size.
         ds = ds.cache()
