@@ -316,8 +316,16 @@ def _check_images(name: str, data: Any, input_shape: tuple[int, ...]) -> None:
             )
         if data.cardinality() == tf.data.INFINITE_CARDINALITY:
             raise ValueError(f"`{name}` must be a finite dataset. Received: an infinite one")
-        shape = tuple(spec.shape)
-        if shape[-len(input_shape) :] != input_shape or len(shape) > len(input_shape) + 1:
+        shape = None if spec.shape.rank is None else tuple(spec.shape.as_list())
+        # Decoded JPEGs may leave height and width unknown (None) until read.
+        if (
+            shape is None
+            or len(shape) not in (len(input_shape), len(input_shape) + 1)
+            or any(
+                d is not None and d != e
+                for d, e in zip(shape[-len(input_shape) :], input_shape, strict=True)
+            )
+        ):
             raise ValueError(
                 f"`{name}` must yield images of shape {input_shape} (optionally batched). "
                 f"Received: {name} with element shape {shape}"
@@ -339,7 +347,7 @@ def _check_images(name: str, data: Any, input_shape: tuple[int, ...]) -> None:
 
 
 def _images(
-    data: Any, input_shape: tuple[int, ...], limit: int | None
+    name: str, data: Any, input_shape: tuple[int, ...], limit: int | None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The first `limit` images of an array or dataset, and labels if it has them."""
     if not isinstance(data, tf.data.Dataset):
@@ -350,14 +358,19 @@ def _images(
     for element in data.as_numpy_iterator():
         if limit is not None and count >= limit:
             continue
-        batch = element[0] if isinstance(element, tuple) else element
-        batch = np.asarray(batch, dtype=np.float32).reshape((-1, *input_shape))
+        batch = np.asarray(element[0] if isinstance(element, tuple) else element, np.float32)
+        if batch.shape[-len(input_shape) :] != input_shape:
+            raise ValueError(
+                f"`{name}` must yield images of shape {input_shape}. "
+                f"Received: {name} yielding a batch of shape {batch.shape}"
+            )
+        batch = batch.reshape((-1, *input_shape))
         images.append(batch)
         if isinstance(element, tuple) and len(element) > 1:
             labels.append(np.asarray(element[1]).reshape(len(batch), -1)[:, 0])
         count += len(batch)
     if not images:
-        raise ValueError("The dataset passed to `to_tflite` yielded no images.")
+        raise ValueError(f"`{name}` yielded no images. Received: an empty dataset")
     all_labels = np.concatenate(labels)[:limit] if len(labels) == len(images) else None
     return np.concatenate(images)[:limit], all_labels
 
@@ -597,12 +610,24 @@ def to_tflite(
             f"backend. Current backend: {keras.backend.backend()!r}"
         )
 
+    # Read the images first: a dataset of the wrong shape fails before conversion.
     calibration = None
     if quantization == "int8":
-        calibration, _ = _images(representative_data, input_shape, MAX_CALIBRATION_SAMPLES)
+        calibration, _ = _images(
+            "representative_data", representative_data, input_shape, MAX_CALIBRATION_SAMPLES
+        )
+    if verify:
+        if verification_data is not None:
+            source, data = "verification_data", verification_data
+        elif representative_data is not None:
+            source, data = "representative_data", representative_data
+        else:
+            source = "random"
+            data = np.random.default_rng(0).uniform(0.0, 1.0, (_RANDOM_SAMPLES, *input_shape))
+        images, labels = _images(source, data, input_shape, max_verification_samples)
+
     graph = _export_graph(model, fold_batchnorm)
-    converter = _converter(graph, input_shape, quantization, calibration)
-    flatbuffer = converter.convert()
+    flatbuffer = _converter(graph, input_shape, quantization, calibration).convert()
 
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
@@ -611,14 +636,6 @@ def to_tflite(
             f.write(flatbuffer)
         figures: dict[str, Any] = {}
         if verify:
-            if verification_data is not None:
-                source, data = "verification_data", verification_data
-            elif representative_data is not None:
-                source, data = "representative_data", representative_data
-            else:
-                source = "random"
-                data = np.random.default_rng(0).uniform(0.0, 1.0, (_RANDOM_SAMPLES, *input_shape))
-            images, labels = _images(data, input_shape, max_verification_samples)
             figures = _verify(tmp, model, images, labels, quantization, min_top1_agreement, path)
             figures["samples"] = source
         os.replace(tmp, path)

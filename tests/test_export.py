@@ -14,6 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from absl import flags
 from ai_edge_litert.interpreter import Interpreter
 from ai_edge_litert.tools import flatbuffer_utils
@@ -296,13 +297,37 @@ def test_bad_arguments_fail_before_any_work(small_lrunet, tmp_path, monkeypatch,
     assert os.listdir(tmp_path) == []
 
 
-def test_dataset_of_the_wrong_image_shape(small_lrunet, tmp_path, monkeypatch):
-    monkeypatch.setattr(export, "_converter", lambda *a: pytest.fail("converted"))
+def images_of_unknown_size(size):
+    """Batches whose height and width the dataset does not declare, as decoded JPEGs."""
+    return tf.data.Dataset.from_generator(
+        lambda: iter([np.zeros((2, size, size, 1), np.float32)] * 2),
+        output_signature=tf.TensorSpec((None, None, None, 1), tf.float32),
+    )
+
+
+def test_dataset_images_are_checked_before_conversion(small_lrunet, tmp_path, monkeypatch):
     cifar_like = data.load("fashion_mnist", split="test[:8]", data_dir=DATA_DIR).map(
         lambda x, y: (keras.ops.image.resize(x, (32, 32)), y)
     )
-    with pytest.raises(ValueError, match=r"`verification_data` must yield images of shape"):
+    message = r"`verification_data` must yield images of shape \(28, 28, 1\).*"
+    converter = export._converter
+    monkeypatch.setattr(export, "_converter", lambda *a: pytest.fail("converted"))
+    with pytest.raises(ValueError, match=message + r"element shape \(None, 32, 32, 1\)"):
         to_tflite(small_lrunet, tmp_path / "out.tflite", verification_data=cifar_like)
+    # Undeclared sizes are only known when read, still before converting.
+    with pytest.raises(ValueError, match=message + r"batch of shape \(2, 32, 32, 1\)"):
+        to_tflite(
+            small_lrunet, tmp_path / "out.tflite", verification_data=images_of_unknown_size(32)
+        )
+    with pytest.raises(ValueError, match=r"`verification_data` must be a finite dataset"):
+        to_tflite(small_lrunet, tmp_path / "out.tflite", verification_data=cifar_like.repeat())
+    assert os.listdir(tmp_path) == []
+
+    monkeypatch.setattr(export, "_converter", converter)
+    report = to_tflite(
+        small_lrunet, tmp_path / "out.tflite", verification_data=images_of_unknown_size(28)
+    )
+    assert report.num_samples == 4 and report.samples == "verification_data"
 
 
 # --- keras-reuse export ---------------------------------------------------------------------
