@@ -61,7 +61,7 @@ flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $TFDS_DATA_
 flags.DEFINE_string("output_dir", "benchmarks/results", "Where results.json/.md go.")
 
 _FULL = {
-    "models": ["lrunet1", "lrunet14", "sharesnet164", "resnet164"],
+    "models": ["lrunet14", "lrunet1", "sharesnet164", "resnet164"],
     "batch_size": 128,
     "warmup": 1,
     "steps": 2,
@@ -445,18 +445,51 @@ def main(argv: list[str]) -> None:
         torch = None
     load_before = os.getloadavg()
     started = time.perf_counter()
-    results = []
+    results: list[dict] = []
+    pipeline: list[dict] = []
+
+    def report(complete: bool = False) -> str:
+        payload = _payload(settings, torch, notes, load_before, started, results, pipeline)
+        payload["complete"] = complete
+        table = markdown(payload)
+        write_atomic(os.path.join(FLAGS.output_dir, "results.json"), json.dumps(payload, indent=2))
+        write_atomic(os.path.join(FLAGS.output_dir, "results.md"), table)
+        return table
+
+    # The files are rewritten after every model, so a long run that is
+    # interrupted keeps what it measured ("complete": false until the end).
     for name in settings["models"]:
         results.append(bench_model(name, settings, torch))
         gc.collect()
-    pipeline = bench_pipeline(settings, FLAGS.data_dir) if settings["pipeline_datasets"] else []
-    lru = [r for r in results if r["model"].startswith("lrunet")]
+        report()
+    if settings["pipeline_datasets"]:
+        pipeline.extend(bench_pipeline(settings, FLAGS.data_dir))
+    table = report(complete=True)
+    print(table)
+    print(f"wrote {os.path.join(FLAGS.output_dir, 'results.json')} and results.md")
+
+
+def _payload(
+    settings: dict,
+    torch: Any,
+    notes: list[str],
+    load_before: tuple,
+    started: float,
+    results: list[dict],
+    pipeline: list[dict],
+) -> dict:
+    # The pipeline is set against the deepest LruNet timed (LruNet-14 in full).
+    lru = sorted(
+        (r for r in results if r["model"].startswith("lrunet")),
+        key=lambda r: models.MODELS[r["model"]][2]["layer_reuse"],
+    )
     reference = lru[-1]["implementations"]["keras"].get("train_fp32") if lru else None
     for p in pipeline:
         p["over_training"] = _ratio(p.get("images_per_s"), reference)
         p["training_model"] = lru[-1]["model"] if lru else None
-    payload = {
+    return {
         "schema_version": SCHEMA_VERSION,
+        "complete": False,
         "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
         "mode": "quick" if FLAGS.quick else "full",
         "settings": settings,
@@ -469,11 +502,6 @@ def main(argv: list[str]) -> None:
         "pipeline": pipeline,
         "notes": notes,
     }
-    table = markdown(payload)
-    write_atomic(os.path.join(FLAGS.output_dir, "results.json"), json.dumps(payload, indent=2))
-    write_atomic(os.path.join(FLAGS.output_dir, "results.md"), table)
-    print(table)
-    print(f"wrote {os.path.join(FLAGS.output_dir, 'results.json')} and results.md")
 
 
 if __name__ == "__main__":

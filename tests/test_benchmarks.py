@@ -45,6 +45,7 @@ def test_quick_run_measures_every_figure(quick_run):
     payload, _, _ = quick_run
     assert payload["schema_version"] == 1
     assert payload["mode"] == "quick"
+    assert payload["complete"] is True
     assert payload["environment"]["cpu_count"] >= 1
     assert len(payload["load_before"]) == 3
     (entry,) = payload["results"]
