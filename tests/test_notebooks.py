@@ -1,0 +1,102 @@
+"""Every notebook in notebooks/ runs top to bottom (nbclient) with small sizes and is kept clean."""
+
+import os
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOTEBOOK_DIR = os.path.join(ROOT, "notebooks")
+PRETRAINED = os.path.join(os.path.dirname(ROOT), "shared", "pretrained", "lrunet-pytorch")
+
+# Small sizes for each notebook, injected after its "parameters" cell the way
+# papermill does. Real data from TFDS_DATA_DIR (set by .ci/run).
+SMALL = {
+    "01_quickstart.ipynb": dict(
+        LAYER_REUSE=1, EPOCHS=1, TRAIN_EXAMPLES=256, TEST_EXAMPLES=64, BATCH_SIZE=64
+    ),
+    "02_layer_reuse_study.ipynb": dict(
+        PARAM_REUSE=[1, 2],
+        STUDY_REUSE=[1, 2],
+        EPOCHS=1,
+        STEPS_PER_EPOCH=2,
+        TRAIN_EXAMPLES=64,
+        TEST_EXAMPLES=64,
+        BATCH_SIZE=32,
+    ),
+    "03_tflite_export.ipynb": dict(
+        LAYER_REUSE=1,
+        EPOCHS=1,
+        TRAIN_EXAMPLES=128,
+        TEST_EXAMPLES=64,
+        CALIBRATION_EXAMPLES=32,
+        BATCH_SIZE=64,
+    ),
+    "04_sharesnet.ipynb": dict(
+        DATASET="cifar10_jpeg",
+        COMPARE=["sharesnet18"],
+        DEPTH=10,
+        WIDTH=1,
+        EPOCHS=1,
+        TRAIN_EXAMPLES=128,
+        TEST_EXAMPLES=64,
+        BATCH_SIZE=64,
+    ),
+    "05_pretrained_lrunet.ipynb": dict(CHECKPOINT_DIR=PRETRAINED, TEST_EXAMPLES=256),
+}
+NOTEBOOKS = sorted(name for name in os.listdir(NOTEBOOK_DIR) if name.endswith(".ipynb"))
+
+
+def read(name):
+    return nbformat.read(os.path.join(NOTEBOOK_DIR, name), as_version=4)
+
+
+def test_every_notebook_has_small_sizes_for_ci():
+    assert NOTEBOOKS == sorted(SMALL)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_colab_ready_and_clean(name):
+    nb = read(name)
+    nbformat.validate(nb)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    # Outputs are cleared in git.
+    assert all(not cell.outputs and cell.execution_count is None for cell in code)
+    # First code cell: install from the repository in Colab only.
+    assert 'if "google.colab" in sys.modules:' in code[0].source
+    assert "pip" in code[0].source and "git+https://github.com/" in code[0].source
+    # Exactly one parameters cell, holding every name the test overrides.
+    tagged = [cell for cell in code if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0] is code[1]
+    for parameter in SMALL[name]:
+        assert f"\n{parameter} = " in f"\n{tagged[0].source}", parameter
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_top_to_bottom(name, tmp_path):
+    nb = read(name)
+    index = next(
+        i for i, cell in enumerate(nb.cells) if "parameters" in cell.metadata.get("tags", [])
+    )
+    injected = nbformat.v4.new_code_cell(
+        "\n".join(f"{key} = {value!r}" for key, value in SMALL[name].items())
+    )
+    injected.metadata["tags"] = ["injected-parameters"]
+    nb.cells.insert(index + 1, injected)
+    client = NotebookClient(
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    # Raises CellExecutionError, with the failing cell and its traceback.
+    client.execute()
+    errors = [
+        output
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.output_type == "error"
+    ]
+    assert not errors
