@@ -6,10 +6,12 @@ family, the model registry), `keras_reuse.layers` (reuse primitives) and
 `load_lrunet_checkpoint` converts the LruNet authors' PyTorch checkpoints.
 """
 
-from keras_reuse import applications, data, layers
+# `optimizers` registers CoupledSGD, so compiled models we train load anywhere.
+from keras_reuse import applications, data, layers, optimizers
 from keras_reuse.applications import LruNet, create, get, list_models
 from keras_reuse.export import to_tflite
 from keras_reuse.layers import ChannelShuffle, GroupedPointwiseConv
+from keras_reuse.optimizers import CoupledSGD
 from keras_reuse.pretrained import load_lrunet_checkpoint
 from keras_reuse.summary import LayerReuse, ReuseSummary, reuse_summary
 
@@ -17,6 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ChannelShuffle",
+    "CoupledSGD",
     "GroupedPointwiseConv",
     "LayerReuse",
     "LruNet",
@@ -28,6 +31,7 @@ __all__ = [
     "get",
     "layers",
     "list_models",
+    "optimizers",
     "load_lrunet_checkpoint",
     "reuse_summary",
     "to_tflite",

@@ -87,6 +87,16 @@ def test_input_channels_and_classes_come_from_the_dataset(tmp_path):
     model = keras.models.load_model(results["model_path"])
     assert tuple(model.input_shape) == (None, 28, 28, 1)
     assert model.output_shape == (None, 10)
+    # A fresh process loads the compiled model (optimizer included) after
+    # `import keras_reuse` alone.
+    code = (
+        "import keras, keras_reuse; "
+        f"m = keras.models.load_model({results['model_path']!r}); "
+        "print(type(m.optimizer).__name__)"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert loaded.stdout.strip().endswith("CoupledSGD")
 
 
 def test_the_step_schedule_divides_by_ten_at_two_thirds_and_five_sixths():
