@@ -259,7 +259,7 @@ def test_unknown_dataset_name_lists_what_is_valid():
         data.load("cifar11", data_dir=SHARED)
     message = str(error.value)
     assert re.search(r"Did you mean [^?]*'cifar10'", message)
-    assert f"prepared in {SHARED}: cifar10_jpeg, fashion_mnist" in message
+    assert f"prepared in {os.path.abspath(SHARED)}: cifar10_jpeg, fashion_mnist" in message
     with pytest.raises(ValueError, match=r"name='cifar11'"):
         data.info("cifar11", data_dir=SHARED)
 

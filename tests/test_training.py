@@ -244,7 +244,7 @@ BAD_CONFIGS = [
     (dict(mixed_precision="fp8"), r"--mixed_precision=fp8"),
     (dict(strategy="tpu"), r"--strategy=tpu"),
     (dict(model="sharesnet164", layer_reuse=2), r"--layer_reuse=2: does not apply"),
-    (dict(model="sharesnet18"), r"--model=sharesnet18: .*at least 32x32"),
+    (dict(model="sharesnet18", layer_reuse=None), r"--model=sharesnet18: .*at least 32x32"),
 ]
 
 
