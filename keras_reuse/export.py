@@ -11,13 +11,16 @@ into the convolution in front of it (its `FuseMulOrDivWithConv2d...` and
 into one conv with a scaled kernel). When that convolution is called several
 times, each call followed by its own BatchNorm (LruNet's layer reuse), every
 fold scales the shared kernel differently and the file stores one kernel per
-call: LruNet-14 grows from ~0.8 MB of weights to 1.8 MB. The default export
-therefore replaces each BatchNorm that follows a shared layer by the same
-per-channel affine map written as a 1x1 depthwise convolution. The converter
-has patterns that fuse a `mul`/`add` with a constant into a convolution but
-none that fuses a convolution into another, so the shared kernel stays a
-single constant that every call reads. `fold_batchnorm=True` keeps the
-BatchNorms and lets the converter fold them.
+call: LruNet-14 (0.83 MB of float32 weights) converts to 6.2 MB. The default
+export therefore replaces each BatchNorm that follows a shared layer by the
+same per-channel affine map written as a 1x1 depthwise convolution. The
+converter has patterns that fuse a `mul`/`add` with a constant into a
+convolution but none that fuses a convolution into another, so the shared
+kernel stays a single constant that every call reads (0.86 MB for
+LruNet-14). Where such an affine feeds a 1x1 convolution followed by another
+one, its offset is moved past the convolution, which saves a vector per call.
+`fold_batchnorm=True` keeps the BatchNorms and lets the converter fold them:
+a few percent faster at batch 1, several times bigger.
 
 `GroupedPointwiseConv` needs nothing: at inference it is one grouped
 `tf.nn.conv2d`, which becomes one grouped `CONV_2D` reading the shared kernel.
