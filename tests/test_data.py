@@ -4,6 +4,7 @@ Reads ../shared/tensorflow_datasets (TFDS_DATA_DIR in CI): fashion_mnist
 3.0.1 and cifar10_jpeg 1.0.0.
 """
 
+import io
 import os
 import re
 import socket
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import PIL.Image
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -53,11 +55,17 @@ DATASETS = [
 
 
 def _raw(name, split):
-    """The split's uint8 images and labels as TFDS itself decodes them, in file order."""
+    """The split's uint8 images (decoded by PIL, the reference) and labels, in file order."""
     builder = tfds.builder(name, data_dir=SHARED)
-    ds = builder.as_dataset(split=split, as_supervised=True, batch_size=-1)
-    images, labels = tfds.as_numpy(ds)
-    return images, labels
+    ds = builder.as_dataset(
+        split=split, as_supervised=True, decoders={"image": tfds.decode.SkipDecoding()}
+    )
+    images, labels = [], []
+    for encoded, label in tfds.as_numpy(ds):
+        image = np.asarray(PIL.Image.open(io.BytesIO(encoded)))
+        images.append(image.reshape(builder.info.features["image"].shape))
+        labels.append(label)
+    return np.stack(images), np.array(labels)
 
 
 def _collect(ds):
@@ -154,6 +162,21 @@ def test_augmentation_changes_train_images_but_not_test_images():
     test_x, _ = next(data.load("cifar10_jpeg", split="test[:256]", **common).as_numpy_iterator())
     raw_x, _ = _raw("cifar10_jpeg", "test[:256]")
     np.testing.assert_array_equal(test_x, raw_x.astype(np.float32) / np.float32(255))
+
+
+def test_cache_survives_partial_reads():
+    # fit(steps_per_epoch=...), take() and a broken-off loop all stop a pass
+    # early; the in-memory cache must not keep that truncated pass.
+    ds = data.load("fashion_mnist", split="test[:1000]", batch_size=100, data_dir=SHARED)
+    for _ in ds.take(3):
+        pass
+    for i, _ in enumerate(ds):
+        if i == 2:
+            break
+    images, labels = _collect(ds)
+    raw_images, raw_labels = _raw("fashion_mnist", "test[:1000]")
+    np.testing.assert_array_equal(labels, raw_labels)
+    np.testing.assert_array_equal(images, raw_images.astype(np.float32) / np.float32(255))
 
 
 def test_shuffle_defaults_to_train_only():

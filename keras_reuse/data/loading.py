@@ -299,18 +299,21 @@ def _num_examples(builder: tfds.core.DatasetBuilder, split: Any, name: str) -> i
     return int(count)
 
 
-def _decode_image(encoded: tf.Tensor, channels: int) -> tf.Tensor:
-    """Decodes PNG or JPEG bytes to uint8 (H, W, C).
+def _decode_image(encoded: tf.Tensor, shape: tuple[int, int, int]) -> tf.Tensor:
+    """Decodes PNG or JPEG bytes to uint8 of the dataset's fixed `shape`.
 
     JPEGs are decoded with libjpeg's accurate integer IDCT, as PIL does:
     TensorFlow's default fast IDCT differs by about 1/255 per pixel, enough
     to move the published checkpoints' cifar10_jpeg accuracy by 0.15 points.
     """
-    return tf.cond(
+    channels = shape[-1]
+    image = tf.cond(
         tf.io.is_jpeg(encoded),
         lambda: tf.io.decode_jpeg(encoded, channels=channels, dct_method="INTEGER_ACCURATE"),
         lambda: tf.io.decode_png(encoded, channels=channels),
     )
+    # tf.cond forgets the height and width; models and batching need them static.
+    return tf.ensure_shape(image, shape)
 
 
 def _scale(images: tf.Tensor) -> tf.Tensor:
@@ -380,7 +383,7 @@ def load(
 
     autotune = tf.data.AUTOTUNE
     read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
-    channels = builder.info.features[image_key].shape[-1]
+    shape = tuple(builder.info.features[image_key].shape)
     ds = builder.as_dataset(
         split=split,
         shuffle_files=shuffle,
@@ -388,7 +391,7 @@ def load(
         decoders={image_key: tfds.decode.SkipDecoding()},
     )
     ds = ds.map(
-        lambda ex: (_decode_image(ex[image_key], channels), ex[label_key]),
+        lambda ex: (_decode_image(ex[image_key], shape), ex[label_key]),
         num_parallel_calls=autotune,
     )
     if cache:
