@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_reuse.applications import lrunet
+from keras_reuse.applications import lrunet, sharesnet
 from keras_reuse.layers import (
     ChannelShuffle,
     FusedBatchNormalization,
@@ -252,3 +252,31 @@ def test_lrunet_training_step_equals_the_stock_layer_network(monkeypatch):
     np.testing.assert_allclose(
         fast.predict(x, verbose=0), stock.predict(x, verbose=0), rtol=1e-4, atol=1e-4
     )
+
+
+def test_sharesnet_training_step_equals_the_stock_batchnorm_network(monkeypatch):
+    kwargs = dict(depth=10, width=1, num_classes=10, classifier_activation=None)
+    fast = sharesnet.WideShaResNet(**kwargs)
+    with monkeypatch.context() as patch:
+        patch.setattr(sharesnet, "FusedBatchNormalization", keras.layers.BatchNormalization)
+        stock = sharesnet.WideShaResNet(**kwargs)
+    assert any(type(layer) is FusedBatchNormalization for layer in fast.layers)
+    assert not any(type(layer) is FusedBatchNormalization for layer in stock.layers)
+    stock.set_weights(fast.get_weights())
+    rng = np.random.default_rng(164)
+    x = tf.constant(rng.random((8, 32, 32, 3), dtype=np.float32))
+    labels = tf.constant(rng.integers(0, 10, 8))
+    steps = []
+    for model in (fast, stock):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.reduce_mean(
+                keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+            )
+        steps.append((logits, tape.gradient(loss, model.trainable_weights)))
+    (logits_fast, grads_fast), (logits_stock, grads_stock) = steps
+    np.testing.assert_allclose(logits_fast.numpy(), logits_stock.numpy(), rtol=1e-4, atol=1e-4)
+    for a, b in zip(grads_fast, grads_stock, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=2e-5)
+    for a, b in zip(fast.non_trainable_weights, stock.non_trainable_weights, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
