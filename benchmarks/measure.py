@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -25,6 +26,28 @@ from typing import Any
 import numpy as np
 
 MB = 1024 * 1024
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD features that decide float32/bfloat16 speed on x86."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            words = set(file.read().split())
+    except OSError:
+        return []
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+    return [w for w in wanted if w in words]
 
 
 def median(values: list[float]) -> float:
@@ -128,7 +151,10 @@ def litert_latency_ms(model: Any, calls: int, warmup: int = 3) -> dict:
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "model.tflite")
         to_tflite(model, path, max_verification_samples=4)
-        return {"ms": tflite_file_latency_ms(path, calls, warmup), "size_bytes": os.path.getsize(path)}
+        return {
+            "ms": tflite_file_latency_ms(path, calls, warmup),
+            "size_bytes": os.path.getsize(path),
+        }
 
 
 def tflite_file_latency_ms(path: str, calls: int, warmup: int = 3) -> float:

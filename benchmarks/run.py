@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from typing import Any
 from absl import app, flags
 
 from benchmarks import measure, models
+from keras_reuse.callbacks import write_text_atomic
 
 SCHEMA_VERSION = 1
 
@@ -117,28 +117,6 @@ def settings_from_flags() -> dict:
 # ------------------------------------------------------------ environment ---
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as file:
-            for line in file:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> list[str]:
-    """The SIMD features that decide float32/bfloat16 speed on x86."""
-    try:
-        with open("/proc/cpuinfo") as file:
-            words = set(file.read().split())
-    except OSError:
-        return []
-    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
-    return [w for w in wanted if w in words]
-
-
 def torch_or_reason() -> tuple[Any, str | None]:
     # PyTorch's OpenMP threads spin while waiting at barriers; on a machine
     # shared with other jobs a descheduled spinner stalls every op (measured
@@ -157,9 +135,9 @@ def environment(torch: Any) -> dict:
     import tensorflow as tf
 
     return {
-        "cpu": cpu_model(),
+        "cpu": measure.cpu_model(),
         "cpu_count": os.cpu_count(),
-        "cpu_flags": cpu_flags(),
+        "cpu_flags": measure.cpu_flags(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
@@ -422,14 +400,6 @@ def markdown(payload: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as file:
-        file.write(text)
-    os.replace(file.name, path)
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -452,8 +422,11 @@ def main(argv: list[str]) -> None:
         payload = _payload(settings, torch, notes, load_before, started, results, pipeline)
         payload["complete"] = complete
         table = markdown(payload)
-        write_atomic(os.path.join(FLAGS.output_dir, "results.json"), json.dumps(payload, indent=2))
-        write_atomic(os.path.join(FLAGS.output_dir, "results.md"), table)
+        os.makedirs(FLAGS.output_dir, exist_ok=True)
+        write_text_atomic(
+            os.path.join(FLAGS.output_dir, "results.json"), json.dumps(payload, indent=2)
+        )
+        write_text_atomic(os.path.join(FLAGS.output_dir, "results.md"), table)
         return table
 
     # The files are rewritten after every model, so a long run that is

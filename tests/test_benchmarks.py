@@ -99,3 +99,44 @@ def test_bad_flags_are_usage_errors(tmp_path, args, message):
     assert done.returncode != 0
     assert message in done.stderr
     assert not os.listdir(tmp_path)  # nothing written
+
+
+def test_export_table_reports_every_mode(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFDS_DATA_DIR=SHARED)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.export_table",
+            "--models=fmnist_lru1",
+            "--test_examples=300",
+            "--calibration=50",
+            "--latency_calls=3",
+            f"--output_dir={tmp_path}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads((tmp_path / "export.json").read_text())["rows"]
+    assert [row["mode"] for row in rows] == [
+        "float32",
+        "float32, BN folded",
+        "float16",
+        "dynamic",
+        "int8",
+    ]
+    sizes = {row["mode"]: row["tflite_bytes"] for row in rows}
+    # int8 and dynamic store one byte per weight, float16 two, float32 four.
+    assert sizes["dynamic"] < sizes["float16"] < sizes["float32"]
+    for row in rows:
+        assert row["test_examples"] == 300 and row["trainable_params"] > 0
+        assert _positive(row["litert_ms"]) and _positive(row["keras_bytes"])
+        assert 0.8 < row["tflite_accuracy"] <= 1.0
+        assert 0.9 < row["top1_agreement"] <= 1.0
+    assert rows[0]["top1_agreement"] == 1.0
+    table = (tmp_path / "export.md").read_text()
+    assert table.count("| LruNet-1 (fashion_mnist) |") == 5

@@ -1,0 +1,157 @@
+"""The README's TFLite table: size, accuracy and LiteRT latency per quantization mode.
+
+    TFDS_DATA_DIR=../shared/tensorflow_datasets python -m benchmarks.export_table
+
+Converts the authors' published LruNet checkpoints (Fashion-MNIST LruNet-1
+and LruNet-10, CIFAR-10 LruNet-14) with `keras_reuse.pretrained`, exports
+each in every mode of `keras_reuse.export.to_tflite` (float32, float32 with
+`fold_batchnorm=True`, float16, dynamic, int8 calibrated on training
+images), verifies each file with LiteRT on the whole test split (accuracy
+and top-1 agreement with Keras), and times one batch-1 `invoke`. Writes
+`export.json` and `export.md` (atomically) to `--output_dir`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+from absl import app, flags, logging
+
+from benchmarks import measure
+from keras_reuse.callbacks import write_text_atomic
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string(
+    "checkpoints",
+    str(Path(__file__).resolve().parents[2] / "shared" / "pretrained" / "lrunet-pytorch"),
+    "Directory of the published LruNet checkpoints.",
+)
+flags.DEFINE_list("models", ["fmnist_lru1", "fmnist_lru10", "cifar10_lru14"], "Rows to measure.")
+flags.DEFINE_integer("calibration", 500, "Training images that calibrate int8.")
+flags.DEFINE_integer("test_examples", None, "Verify on this many test images (default: all).")
+flags.DEFINE_integer("latency_calls", 200, "Batch-1 invokes per latency median.")
+flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).")
+flags.DEFINE_string("output_dir", "benchmarks/results", "Where export.json/.md go.")
+
+# name -> (checkpoint file, dataset, label)
+CHECKPOINTS = {
+    "fmnist_lru1": ("fashionmnist-lru1-ckpt-09117.t7", "fashion_mnist", "LruNet-1"),
+    "fmnist_lru10": ("fashionmnist-lru10-ckpt-09346.t7", "fashion_mnist", "LruNet-10"),
+    "cifar10_lru14": ("cifar10-lru14-ckpt-08934.t7", "cifar10_jpeg", "LruNet-14"),
+}
+# (column label, quantization, fold_batchnorm)
+MODES = (
+    ("float32", None, False),
+    ("float32, BN folded", None, True),
+    ("float16", "float16", False),
+    ("dynamic", "dynamic", False),
+    ("int8", "int8", False),
+)
+
+
+def measure_checkpoint(name: str, directory: str) -> list[dict]:
+    """Exports one checkpoint in every mode; returns one row per mode."""
+    import keras
+
+    from keras_reuse import data
+    from keras_reuse.export import to_tflite
+    from keras_reuse.pretrained import load_lrunet_checkpoint
+
+    filename, dataset, label = CHECKPOINTS[name]
+    model = load_lrunet_checkpoint(os.path.join(FLAGS.checkpoints, filename))
+    params = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
+    keras_path = os.path.join(directory, f"{name}.keras")
+    model.save(keras_path)
+    split = "test" if FLAGS.test_examples is None else f"test[:{FLAGS.test_examples}]"
+    test = data.load(dataset, split=split, batch_size=500, data_dir=FLAGS.data_dir)
+    calibration = data.load(
+        dataset,
+        split=f"train[:{FLAGS.calibration}]",
+        augment=False,
+        shuffle=False,
+        data_dir=FLAGS.data_dir,
+    )
+    rows = []
+    for mode, quantization, fold in MODES:
+        logging.info("%s: exporting %s", label, mode)
+        path = os.path.join(directory, f"{name}-{mode.replace(', ', '-')}.tflite")
+        report = to_tflite(
+            model,
+            path,
+            quantization=quantization,
+            representative_data=calibration if quantization == "int8" else None,
+            fold_batchnorm=fold,
+            verification_data=test,
+            # Report the agreement whatever it is; the library's default bars
+            # (99%, int8 98%) are what `to_tflite` enforces for users.
+            min_top1_agreement=0.5 if quantization else None,
+        )
+        rows.append(
+            {
+                "model": label,
+                "dataset": dataset,
+                "checkpoint": filename,
+                "trainable_params": params,
+                "keras_bytes": os.path.getsize(keras_path),
+                "mode": mode,
+                "tflite_bytes": report.size_bytes,
+                "bytes_per_param": report.size_bytes / params,
+                "keras_accuracy": report.keras_accuracy,
+                "tflite_accuracy": report.tflite_accuracy,
+                "top1_agreement": report.top1_agreement,
+                "test_examples": report.num_samples,
+                "litert_ms": measure.tflite_file_latency_ms(path, FLAGS.latency_calls),
+            }
+        )
+        logging.info("%s", rows[-1])
+    return rows
+
+
+def markdown(rows: list[dict], machine: str) -> str:
+    lines = [
+        f"Measured with `python -m benchmarks.export_table` on {machine}; accuracy and "
+        "top-1 agreement with Keras over the whole test split, LiteRT batch-1 latency "
+        f"the median of {FLAGS.latency_calls} invokes ({os.cpu_count()} threads).",
+        "",
+        "| model (dataset) | Keras .keras | mode | .tflite bytes | bytes/param | accuracy "
+        "(Keras) | top-1 agreement | LiteRT batch-1 ms |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['model']} ({row['dataset']}) | {row['keras_bytes']:,} | {row['mode']} | "
+            f"{row['tflite_bytes']:,} | {row['bytes_per_param']:.2f} | "
+            f"{row['tflite_accuracy']:.2%} ({row['keras_accuracy']:.2%}) | "
+            f"{row['top1_agreement']:.2%} | {row['litert_ms']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    for name in FLAGS.models:
+        if name not in CHECKPOINTS:
+            raise app.UsageError(
+                f"--models must name rows from {sorted(CHECKPOINTS)}. Received: {name!r}"
+            )
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    machine = f"{measure.cpu_model()} ({os.cpu_count()} cores), {platform.python_version()}"
+    rows = []
+    with tempfile.TemporaryDirectory() as directory:
+        for name in FLAGS.models:
+            rows.extend(measure_checkpoint(name, directory))
+    table = markdown(rows, machine)
+    print(table)
+    write_text_atomic(
+        os.path.join(FLAGS.output_dir, "export.json"),
+        json.dumps({"machine": machine, "rows": rows}, indent=2),
+    )
+    write_text_atomic(os.path.join(FLAGS.output_dir, "export.md"), table)
+
+
+if __name__ == "__main__":
+    app.run(main)
