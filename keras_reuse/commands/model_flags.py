@@ -1,7 +1,9 @@
-"""absl flags that describe a model, shared by the subcommands that build one.
+"""absl flags shared by the subcommands that build and train a model.
 
-`define_model_flags()` declares them; `model_kwargs(FLAGS, constructor)`
-turns the ones a constructor accepts into its keyword arguments.
+`define_model_flags()` declares the architecture flags and
+`model_kwargs(FLAGS, constructor)` turns the ones a constructor accepts into
+its keyword arguments; `define_recipe_flags()` declares the data and
+training-recipe flags that are `TrainConfig` fields of the same name.
 """
 
 from __future__ import annotations
@@ -66,3 +68,43 @@ def model_kwargs(flag_values: flags.FlagValues, constructor: Callable) -> dict[s
             )
         kwargs[name] = value
     return kwargs
+
+
+def define_recipe_flags(epochs: int, flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Declares the dataset and training-recipe flags, the papers' recipe as defaults.
+
+    Args:
+        epochs: Default of --epochs.
+        flag_values: Where to declare them.
+    """
+
+    def define(kind: Callable, name: str, default: Any, help_text: str) -> None:
+        kind(name, default, help_text, flag_values=flag_values)
+
+    define(flags.DEFINE_string, "dataset", "fashion_mnist", "TFDS image-classification dataset.")
+    define(flags.DEFINE_string, "data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).")
+    define(flags.DEFINE_integer, "epochs", epochs, "Epochs (the LruNet paper: 300).")
+    define(flags.DEFINE_integer, "batch_size", 256, "Global batch size.")
+    define(flags.DEFINE_float, "learning_rate", 0.1, "Base learning rate.")
+    define(flags.DEFINE_float, "weight_decay", 5e-4, "L2 added to the gradient (PyTorch's).")
+    define(flags.DEFINE_float, "momentum", 0.9, "SGD momentum.")
+    define(
+        flags.DEFINE_string,
+        "schedule",
+        "step",
+        "step (/10 at 2/3 and 5/6 of the epochs), cosine or constant.",
+    )
+    define(
+        flags.DEFINE_string,
+        "mixed_precision",
+        "float32",
+        "auto, float32, mixed_float16 or mixed_bfloat16.",
+    )
+    define(flags.DEFINE_integer, "steps_per_epoch", None, "Steps per epoch (default: one pass).")
+    define(flags.DEFINE_integer, "max_train_examples", None, "Train on the first N examples only.")
+    define(
+        flags.DEFINE_integer,
+        "max_eval_examples",
+        None,
+        "Evaluate on the first N test examples only.",
+    )

@@ -16,26 +16,15 @@ import sys
 
 from absl import flags
 
+from keras_reuse.commands.model_flags import define_recipe_flags
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("reuse", ["1", "2", "4", "8", "10"], "Reuse counts N to train, e.g. 1,2,4,8,10.")
-flags.DEFINE_string("dataset", "fashion_mnist", "TFDS image-classification dataset name.")
-flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).")
 flags.DEFINE_string("output_dir", "runs/layer_reuse_study", "Where runs, CSV and plots go.")
 flags.DEFINE_boolean("resume", False, "Continue the study in --output_dir.")
-flags.DEFINE_integer("epochs", 10, "Epochs of every run.")
-flags.DEFINE_integer("batch_size", 256, "Batch size.")
-flags.DEFINE_float("learning_rate", 0.1, "Base learning rate.")
-flags.DEFINE_float("weight_decay", 5e-4, "L2 added to the gradient (PyTorch's weight_decay).")
-flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
-flags.DEFINE_string(
-    "schedule", "step", "step (/10 at 2/3 and 5/6 of the epochs), cosine or constant."
-)
+define_recipe_flags(epochs=10)
 flags.DEFINE_float("width_multiplier", None, "LruNet width multiplier (default 1).")
 flags.DEFINE_float("dropout", None, "Dropout before the classifier (default 0.5).")
-flags.DEFINE_string("mixed_precision", "float32", "auto, float32, mixed_float16 or mixed_bfloat16.")
-flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: one pass).")
-flags.DEFINE_integer("max_train_examples", None, "Train on the first N examples only.")
-flags.DEFINE_integer("max_eval_examples", None, "Evaluate on the first N test examples only.")
 flags.DEFINE_integer("seed", 0, "Random seed, the same for every run.")
 flags.DEFINE_integer("verbose", 2, "Keras fit verbosity: 0, 1 (progress bar) or 2 (per epoch).")
 
