@@ -22,6 +22,7 @@ from absl import flags
 import keras_reuse
 from benchmarks.torch_lrunet import TorchLruNet
 from keras_reuse import cli, data
+from keras_reuse.export import FLOAT32_RTOL, to_tflite
 from keras_reuse.pretrained import load_lrunet_checkpoint
 
 CHECKPOINTS = Path(__file__).resolve().parents[2] / "shared" / "pretrained" / "lrunet-pytorch"
@@ -98,8 +99,8 @@ def _accuracy(model: keras.Model, dataset_name: str) -> float:
 @pytest.mark.parametrize(
     "filename, dataset_name, expected",
     [
-        # Measured with the authors' PyTorch code on these exact test sets.
-        ("fashionmnist-lru10-ckpt-09346.t7", "fashion_mnist", 93.46),
+        # Measured with the authors' PyTorch code on these exact test sets
+        # (LruNet-10's, with its TFLite export, in the next test).
         ("fashionmnist-lru1-ckpt-09117.t7", "fashion_mnist", 91.17),
         ("cifar10-lru14-ckpt-08934.t7", "cifar10_jpeg", 84.35),
         ("cifar10-lru1-ckpt-08391.t7", "cifar10_jpeg", 80.17),
@@ -107,6 +108,20 @@ def _accuracy(model: keras.Model, dataset_name: str) -> float:
 )
 def test_converted_checkpoint_reproduces_the_published_accuracy(filename, dataset_name, expected):
     assert _accuracy(_converted(filename), dataset_name) == pytest.approx(expected, abs=0.05)
+
+
+def test_lrunet10_and_its_float32_tflite_reproduce_the_published_accuracy(tmp_path):
+    model = _converted("fashionmnist-lru10-ckpt-09346.t7")
+    test = data.load("fashion_mnist", split="test", batch_size=500, augment=False, shuffle=False)
+    # Verification runs Keras and LiteRT on every test image.
+    report = to_tflite(model, tmp_path / "lrunet10.tflite", verification_data=test)
+    assert report.num_samples == 10_000
+    assert 100 * report.keras_accuracy == pytest.approx(93.46, abs=0.05)
+    assert 100 * report.tflite_accuracy == pytest.approx(93.46, abs=0.05)
+    assert report.relative_error <= FLOAT32_RTOL
+    # Each shared kernel stored once: about 4 bytes per trainable parameter.
+    params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert report.size_bytes <= 1.10 * 4 * params
 
 
 def test_checkpoint_without_module_prefix_and_with_batch_counters(tmp_path):
