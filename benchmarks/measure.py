@@ -129,7 +129,7 @@ def keras_latency_ms(model: Any, calls: int, warmup: int = 3) -> float:
 
     image, _ = synthetic_batch(1, tuple(model.input_shape[1:]), seed=2)
     image = tf.constant(image)
-    forward = tf.function(lambda x: model(x, training=False))
+    forward = tf.function(lambda x: model(x, training=False), autograph=False)
     for _ in range(warmup):
         forward(image).numpy()
     times = []

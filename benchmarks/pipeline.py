@@ -21,13 +21,18 @@ import time
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("datasets", ["cifar10_jpeg", "fashion_mnist"], "TFDS datasets to time.")
-flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).")
-flags.DEFINE_integer("batch_size", 128, "Batch size of the pipeline and of training.")
-flags.DEFINE_integer("train_warmup_steps", 3, "Training steps before timing (tracing, caches).")
-flags.DEFINE_integer("train_steps", 10, "Timed training steps.")
-flags.DEFINE_integer("layer_reuse", 14, "LruNet layer reuse N.")
-flags.DEFINE_string("output", "benchmarks/results/pipeline.json", "Where the JSON goes.")
+
+
+def _define_flags() -> None:
+    # Only when run as a script: benchmarks.run imports this module and has
+    # flags of the same names.
+    flags.DEFINE_list("datasets", ["cifar10_jpeg", "fashion_mnist"], "TFDS datasets to time.")
+    flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).")
+    flags.DEFINE_integer("batch_size", 128, "Batch size of the pipeline and of training.")
+    flags.DEFINE_integer("train_warmup_steps", 3, "Training steps before timing (tracing, caches).")
+    flags.DEFINE_integer("train_steps", 10, "Timed training steps.")
+    flags.DEFINE_integer("layer_reuse", 14, "LruNet layer reuse N.")
+    flags.DEFINE_string("output", "benchmarks/results/pipeline.json", "Where the JSON goes.")
 
 
 def _pipeline_epoch(ds) -> tuple[int, float]:
@@ -152,4 +157,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
