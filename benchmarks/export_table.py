@@ -114,7 +114,8 @@ def measure_checkpoint(name: str, directory: str) -> list[dict]:
 def markdown(rows: list[dict], machine: str) -> str:
     lines = [
         f"Measured with `python -m benchmarks.export_table` on {machine}; accuracy and "
-        "top-1 agreement with Keras over the whole test split, LiteRT batch-1 latency "
+        f"top-1 agreement with Keras on {rows[0]['test_examples']:,} test images, "
+        "LiteRT batch-1 latency "
         f"the median of {FLAGS.latency_calls} invokes ({os.cpu_count()} threads).",
         "",
         "| model (dataset) | Keras .keras | mode | .tflite bytes | bytes/param | accuracy "
