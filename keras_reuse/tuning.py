@@ -359,7 +359,10 @@ class SearchResult:
         trials: One dict per trial, best first (the rows of `trials.csv`).
         best_path: Path of `best.json`.
         trials_path: Path of `trials.csv`.
-        tuner: The keras-tuner `Tuner` (e.g. for `tuner.get_best_models()`).
+        tuner: The keras-tuner `Tuner`.
+        best_trial_id: The keras-tuner id of the best trial. Among trials with
+            equal scores the earliest is the best, here and in `best.json`;
+            keras-tuner's own `get_best_*` may pick another of them.
     """
 
     best_hyperparameters: dict[str, Any]
@@ -368,6 +371,15 @@ class SearchResult:
     best_path: str
     trials_path: str
     tuner: keras_tuner.Tuner
+    best_trial_id: str
+
+    def best_model(self) -> keras.Model:
+        """The best trial's trained model, loaded from its checkpoint.
+
+        Returns:
+            The compiled model of trial `best_trial_id` with its best weights.
+        """
+        return self.tuner.load_model(self.tuner.oracle.get_trial(self.best_trial_id))
 
 
 def space_keys(model: str) -> list[str]:
@@ -429,8 +441,20 @@ def _trial_rows(tuner: keras_tuner.Tuner) -> list[dict[str, Any]]:
         row[OBJECTIVE] = None if score is None else float(score)
         row["best_epoch"] = None if trial.best_step is None else int(trial.best_step) + 1
         rows.append(row)
-    rows.sort(key=lambda r: -math.inf if r[OBJECTIVE] is None else r[OBJECTIVE], reverse=True)
+    # Ties (common on short searches) go to the earliest trial, so that a
+    # search reloaded from disk reports the same best as the one that ran.
+    rows.sort(
+        key=lambda r: (
+            math.inf if r[OBJECTIVE] is None else -r[OBJECTIVE],
+            _trial_order(r["trial_id"]),
+        )
+    )
     return rows
+
+
+def _trial_order(trial_id: str) -> tuple[int, str]:
+    # keras-tuner's ids are "0", "1", ... (Hyperband: "0000", ...); compare as numbers.
+    return (int(trial_id), trial_id) if trial_id.isdigit() else (math.inf, trial_id)
 
 
 def _csv_text(rows: list[dict[str, Any]]) -> str:
@@ -551,10 +575,9 @@ def search(
     rows = _trial_rows(kt_tuner)
     trials_path = os.path.join(output_dir, "trials.csv")
     write_text_atomic(trials_path, _csv_text(rows))
-    best_trials = kt_tuner.oracle.get_best_trials(1)
-    if not best_trials:
+    if rows[0][OBJECTIVE] is None:
         raise RuntimeError(f"No trial of the search in {output_dir} completed; see {trials_path}.")
-    best_trial = best_trials[0]
+    best_trial = kt_tuner.oracle.get_trial(rows[0]["trial_id"])
     values = {
         k: v for k, v in best_trial.hyperparameters.values.items() if not k.startswith("tuner/")
     }
@@ -589,4 +612,5 @@ def search(
         best_path=best_path,
         trials_path=trials_path,
         tuner=kt_tuner,
+        best_trial_id=best_trial.trial_id,
     )

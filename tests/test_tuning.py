@@ -84,16 +84,39 @@ def test_two_trial_search_from_the_cli_then_continued_in_python(tmp_path):
     mtimes = [os.path.getmtime(p) for p in checkpoints]
     result = tuning.search(output_dir=out, max_trials=2, space=SPACE, **TINY)
     assert len(result.trials) == 2 and result.best_hyperparameters == best["hyperparameters"]
+    assert result.best_trial_id == best["trial_id"] == rows[0]["trial_id"]
     assert [os.path.getmtime(p) for p in checkpoints] == mtimes and checkpoints
 
-    # The tuner's best model is that trial's network, and it scores what the
-    # table says on the held-out slice (the 128 train examples after the first 256).
-    model = result.tuner.get_best_models(1)[0]
+    # The best model is that trial's network, and it scores what the table
+    # says on the held-out slice (the 128 train examples after the first 256).
+    model = result.best_model()
     assert reuse_summary(model).calls["stage1_dw"] == n
     val = data.load("fashion_mnist", "train[256:384]", batch_size=64, augment=False, shuffle=False)
     labels = np.concatenate([y.numpy() for _, y in val])
     logits = model.predict(val, verbose=0)
     assert (logits.argmax(1) == labels).mean() == pytest.approx(best["val_accuracy"], abs=1e-6)
+
+
+def test_tied_trials_rank_earliest_first_whatever_order_the_oracle_holds():
+    # A reloaded oracle may hold its trials in another order than the search
+    # that ran them; the table and the best trial must not depend on it.
+    def trial(trial_id, score):
+        hp = keras_tuner.HyperParameters()
+        hp.values["layer_reuse"] = int(trial_id) + 1
+        return _Trial(trial_id, hp, score)
+
+    for order in (["2", "0", "1", "3"], ["3", "1", "0", "2"]):
+        scores = {"0": 0.25, "1": 0.5, "2": 0.5, "3": None}
+        oracle = type("Oracle", (), {"trials": {i: trial(i, scores[i]) for i in order}})
+        rows = tuning._trial_rows(type("Tuner", (), {"oracle": oracle}))
+        assert [r["trial_id"] for r in rows] == ["1", "2", "0", "3"]
+
+
+class _Trial:
+    def __init__(self, trial_id, hyperparameters, score):
+        self.trial_id, self.hyperparameters, self.score = trial_id, hyperparameters, score
+        self.status = "COMPLETED" if score is not None else "RUNNING"
+        self.best_step = None if score is None else 0
 
 
 def test_lrunet_hypermodel_builds_compiled_logit_models():
