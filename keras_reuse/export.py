@@ -1,7 +1,8 @@
 """TFLite (LiteRT) export that keeps shared weights stored once, verified with LiteRT.
 
 Owns `to_tflite`: the inference graph handed to the TFLite converter, the
-conversion (float32, float16, dynamic-range and full-integer quantization),
+conversion (float32, float16, dynamic-range and full-integer quantization
+with 8- or 16-bit activations),
 the check of the written file with the LiteRT interpreter against Keras,
 and the atomic write.
 
@@ -41,11 +42,13 @@ import tensorflow as tf
 
 from keras_reuse.layers import GroupedPointwiseConv
 
-QUANTIZATIONS = (None, "float16", "dynamic", "int8")
+QUANTIZATIONS = (None, "float16", "dynamic", "int8", "int16x8")
+# The full-integer modes, calibrated on representative images.
+CALIBRATED = ("int8", "int16x8")
 # float32 must reproduce Keras to this fraction of the largest |output|.
 FLOAT32_RTOL = 1e-5
 # Quantized files must pick Keras's top-1 class on this share of the samples.
-MIN_TOP1_AGREEMENT = {"float16": 0.99, "dynamic": 0.99, "int8": 0.98}
+MIN_TOP1_AGREEMENT = {"float16": 0.99, "dynamic": 0.99, "int8": 0.98, "int16x8": 0.99}
 # Calibration beyond this many images costs time and changes little.
 MAX_CALIBRATION_SAMPLES = 1000
 
@@ -64,7 +67,7 @@ class ExportReport:
     Attributes:
         path: The written `.tflite` file.
         size_bytes: Its size in bytes.
-        quantization: None (float32), "float16", "dynamic" or "int8".
+        quantization: None (float32), "float16", "dynamic", "int8" or "int16x8".
         fold_batchnorm: Whether BatchNorms were folded into (shared) kernels.
         verified: Whether the file was run with LiteRT and compared with Keras.
         num_samples: Inputs the comparison used (0 when not verified).
@@ -399,16 +402,20 @@ def _converter(
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    elif quantization == "int8":
+    elif quantization in CALIBRATED:
 
         def representative_dataset() -> Iterable[list[np.ndarray]]:
             for image in calibration:
                 yield [image[None]]
 
         converter.representative_dataset = representative_dataset
-        # Every op in int8 (or the conversion fails); float32 input and output
+        # Every op integer (or the conversion fails); float32 input and output
         # keep the file a drop-in for the float one.
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+            if quantization == "int8"
+            else tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
     return converter
 
 
@@ -500,7 +507,7 @@ def to_tflite(
     """Exports a Keras model to a `.tflite` file that stores each shared kernel once.
 
     The file takes float32 images and returns the model's float32 outputs in
-    every quantization mode (int8 quantizes and dequantizes inside), with a
+    every quantization mode (int8 and int16x8 quantize and dequantize inside), with a
     dynamic batch size: resize its input with
     `interpreter.resize_tensor_input` before `allocate_tensors`.
 
@@ -519,10 +526,13 @@ def to_tflite(
             stay single; other models are converted as they are.
         path: Destination, ending in `.tflite`, in an existing directory.
         quantization: None (float32), "float16" (float16 weights),
-            "dynamic" (int8 weights, float activations) or "int8" (full
-            integer, calibrated on `representative_data`).
-        representative_data: Calibration images for "int8" (and only for
-            it): an array `(N, *input_shape)` or a `tf.data.Dataset` of
+            "dynamic" (int8 weights, float activations), "int8" (full
+            integer, calibrated on `representative_data`) or "int16x8"
+            (full integer with int16 activations and int8 weights, calibrated
+            the same way: about as small as "int8" and far closer to float,
+            but CPUs run it with slower reference kernels).
+        representative_data: Calibration images for "int8" and "int16x8"
+            (and only for them): an array `(N, *input_shape)` or a `tf.data.Dataset` of
             images or `(images, labels)`, batched or not; a few hundred
             training images, preprocessed as the model expects. At most
             `MAX_CALIBRATION_SAMPLES` of them are used.
@@ -538,7 +548,7 @@ def to_tflite(
         max_verification_samples: Use at most this many verification
             images (None: all).
         min_top1_agreement: Required top-1 agreement of a quantized export;
-            None uses `MIN_TOP1_AGREEMENT[quantization]` (99%, int8 98%).
+            None uses `MIN_TOP1_AGREEMENT[quantization]` (99%; int8 98%).
 
     Returns:
         An `ExportReport` with the path, the size and the verification figures.
@@ -558,15 +568,15 @@ def to_tflite(
         )
     _check_bool("fold_batchnorm", fold_batchnorm)
     _check_bool("verify", verify)
-    if quantization == "int8" and representative_data is None:
+    if quantization in CALIBRATED and representative_data is None:
         raise ValueError(
-            "`quantization='int8'` needs `representative_data` (calibration images). "
-            "Received: representative_data=None"
+            f"`quantization={quantization!r}` needs `representative_data` (calibration "
+            "images). Received: representative_data=None"
         )
-    if quantization != "int8" and representative_data is not None:
+    if quantization not in CALIBRATED and representative_data is not None:
         raise ValueError(
             "`representative_data` calibrates full-integer quantization and is only used "
-            f"with quantization='int8'. Received: quantization={quantization!r} and "
+            f"with quantization in {CALIBRATED}. Received: quantization={quantization!r} and "
             f"representative_data of type {type(representative_data).__name__}"
         )
     if representative_data is not None:
@@ -587,7 +597,7 @@ def to_tflite(
             f"Received: max_verification_samples={max_verification_samples!r}"
         )
     if verify and quantization is not None and verification_data is None:
-        if representative_data is None:  # int8 falls back on its calibration images
+        if representative_data is None:  # int8/int16x8 fall back on their calibration images
             raise ValueError(
                 f"Verifying a {quantization!r} export measures top-1 agreement with Keras, "
                 "which needs real images: pass `verification_data` (or verify=False). "
@@ -615,7 +625,7 @@ def to_tflite(
 
     # Read the images first: a dataset of the wrong shape fails before conversion.
     calibration = None
-    if quantization == "int8":
+    if quantization in CALIBRATED:
         calibration, _ = _images(
             "representative_data", representative_data, input_shape, MAX_CALIBRATION_SAMPLES
         )

@@ -128,6 +128,7 @@ def test_export_table_reports_every_mode(tmp_path):
         "float16",
         "dynamic",
         "int8",
+        "int16x8",
     ]
     sizes = {row["mode"]: row["tflite_bytes"] for row in rows}
     # int8 and dynamic store one byte per weight, float16 two, float32 four.
@@ -139,4 +140,4 @@ def test_export_table_reports_every_mode(tmp_path):
         assert 0.9 < row["top1_agreement"] <= 1.0
     assert rows[0]["top1_agreement"] == 1.0
     table = (tmp_path / "export.md").read_text()
-    assert table.count("| LruNet-1 (fashion_mnist) |") == 5
+    assert table.count("| LruNet-1 (fashion_mnist) |") == 6

@@ -1,10 +1,10 @@
 """`keras-reuse export`: a saved Keras model -> a verified `.tflite` file.
 
-  keras-reuse export MODEL.keras OUT.tflite [--quantization=none|float16|dynamic|int8]
+  keras-reuse export MODEL.keras OUT.tflite [--quantization=none|float16|dynamic|int8|int16x8]
       [--dataset=fashion_mnist] [--fold_batchnorm] [--noverify] [--min_agreement=0.98]
 
---dataset names a TFDS dataset read through `keras_reuse.data`: int8
-calibrates on the first --num_calibration training images, and the file is
+--dataset names a TFDS dataset read through `keras_reuse.data`: int8 and
+int16x8 calibrate on the first --num_calibration training images, and the file is
 verified against Keras on the test split (all of it by default). Without
 --dataset a float32 export is verified on random images; quantized ones need
 the dataset (or --noverify). Bad arguments end the program with a one-line
@@ -21,20 +21,28 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 
-_QUANTIZATION = {"none": None, "float16": "float16", "dynamic": "dynamic", "int8": "int8"}
+_QUANTIZATION = {
+    "none": None,
+    "float16": "float16",
+    "dynamic": "dynamic",
+    "int8": "int8",
+    "int16x8": "int16x8",
+}
 
 flags.DEFINE_enum("quantization", "none", list(_QUANTIZATION), "Weight/activation quantization.")
 # `train` declares --dataset and --data_dir too; when both modules share a
 # process (tests), each flag is one and the same, so only `present` counts.
 if "dataset" not in FLAGS:
     flags.DEFINE_string(
-        "dataset", None, "TFDS dataset for int8 calibration and verification.", allow_override=True
+        "dataset", None, "TFDS dataset for calibration and verification.", allow_override=True
     )
 if "data_dir" not in FLAGS:
     flags.DEFINE_string(
         "data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).", allow_override=True
     )
-flags.DEFINE_integer("num_calibration", 500, "int8: calibrate on this many training images.")
+flags.DEFINE_integer(
+    "num_calibration", 500, "int8, int16x8: calibrate on this many training images."
+)
 flags.DEFINE_integer(
     "num_verification", None, "Verify on at most this many test images (default: all)."
 )
@@ -83,8 +91,8 @@ def _check_args(argv: list[str]) -> tuple[str, str]:
             raise _Usage(f"--{name}={value}: must be an integer >= 1")
     quantization = _QUANTIZATION[FLAGS.quantization]
     dataset = FLAGS.dataset if FLAGS["dataset"].present else None
-    if quantization == "int8" and dataset is None:
-        raise _Usage("--quantization=int8 calibrates on images: pass --dataset")
+    if quantization in ("int8", "int16x8") and dataset is None:
+        raise _Usage(f"--quantization={quantization} calibrates on images: pass --dataset")
     if quantization is not None and FLAGS.verify and dataset is None:
         raise _Usage(
             f"--quantization={quantization} is verified by top-1 agreement on real images: "
@@ -107,7 +115,7 @@ def main(argv: list[str]) -> None:
     if dataset is not None:
         data_dir = FLAGS.data_dir if FLAGS["data_dir"].present else None
         try:
-            if quantization == "int8":
+            if quantization in ("int8", "int16x8"):
                 calibration = data.load(
                     dataset,
                     split=f"train[:{FLAGS.num_calibration}]",
