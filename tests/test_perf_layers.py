@@ -256,6 +256,7 @@ def test_lrunet_training_step_equals_the_stock_layer_network(monkeypatch):
 
 def test_sharesnet_training_step_equals_the_stock_batchnorm_network(monkeypatch):
     kwargs = dict(depth=10, width=1, num_classes=10, classifier_activation=None)
+    keras.utils.set_random_seed(0)
     fast = sharesnet.WideShaResNet(**kwargs)
     with monkeypatch.context() as patch:
         patch.setattr(sharesnet, "FusedBatchNormalization", keras.layers.BatchNormalization)
@@ -276,7 +277,11 @@ def test_sharesnet_training_step_equals_the_stock_batchnorm_network(monkeypatch)
         steps.append((logits, tape.gradient(loss, model.trainable_weights)))
     (logits_fast, grads_fast), (logits_stock, grads_stock) = steps
     np.testing.assert_allclose(logits_fast.numpy(), logits_stock.numpy(), rtol=1e-4, atol=1e-4)
-    for a, b in zip(grads_fast, grads_stock, strict=True):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=2e-5)
+    # Per tensor, not per element: with a batch of 8 some gradient entries are
+    # sums that cancel almost to zero, where float32 rounding differs in
+    # relative terms between any two correct BatchNorm implementations.
+    for a, b, w in zip(grads_fast, grads_stock, fast.trainable_weights, strict=True):
+        error = np.linalg.norm(a.numpy() - b.numpy())
+        assert error <= 1e-3 * np.linalg.norm(b.numpy()) + 1e-6, w.path
     for a, b in zip(fast.non_trainable_weights, stock.non_trainable_weights, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
