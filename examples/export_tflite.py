@@ -8,7 +8,8 @@ against Keras by `to_tflite`, then classifies the Fashion-MNIST test images
 with both and compares their accuracy with Keras. Each reused kernel is
 stored once in the file. The command-line equivalent:
 
-    keras-reuse export lrunet.keras lrunet_int8.tflite --quantization=int8 --dataset=fashion_mnist
+    keras-reuse export lrunet.keras lrunet_int8.tflite --quantization=int8 --dataset=fashion_mnist \
+        --min_agreement=0.95
 """
 
 import argparse
@@ -93,6 +94,10 @@ def main() -> None:
             quantization=quantization,
             representative_data=calibration if quantization == "int8" else None,
             verification_data=test_ds if quantization == "int8" else None,
+            # Standard int8 flips the top-1 class of 2-3% of the images for
+            # these networks (below to_tflite's 98% default): accept it knowingly.
+            # quantization="int16x8" stays within 1% of Keras.
+            min_top1_agreement=0.95 if quantization == "int8" else None,
         )
         print(report)
         accuracy = np.mean(litert_predict(path, images).argmax(-1) == labels)

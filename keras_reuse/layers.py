@@ -220,7 +220,11 @@ class ChannelShuffle(keras.layers.Layer):
         pieces = ops.split(inputs, self.groups, axis=-1)
         if self.swap_halves and not self.groups % 2:
             pieces = pieces[self.groups // 2 :] + pieces[: self.groups // 2]
-        return ops.reshape(ops.stack(pieces, axis=-1), ops.shape(inputs))
+        # A static target shape where one is known: a dynamic one costs a SHAPE
+        # op per call in the .tflite and in every graph.
+        shape = inputs.shape[1:]
+        target = (-1, *shape) if None not in shape else ops.shape(inputs)
+        return ops.reshape(ops.stack(pieces, axis=-1), target)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -182,6 +182,13 @@ def test_lrunet14_float32_stores_each_shared_kernel_once(tmp_path):
     # 4 depthwise + 4 grouped pointwise kernels read by 14 convolutions each;
     # the stem, head_pw and head_logits_conv kernels by one.
     assert kernel_reads(tmp_path / "lrunet14.tflite") == {14: 8, 1: 3}
+    # Static shapes: no channel shuffle asks for its input's shape at run time.
+    flatbuffer = flatbuffer_utils.read_model(os.fspath(tmp_path / "lrunet14.tflite"))
+    names = {
+        flatbuffer_utils.opcode_to_name(flatbuffer, op.opcodeIndex)
+        for op in flatbuffer.subgraphs[0].operators
+    }
+    assert "SHAPE" not in names and "RESHAPE" in names
 
 
 @pytest.mark.parametrize("mode", export.QUANTIZATIONS)
@@ -274,6 +281,27 @@ def test_failed_verification_leaves_no_file(small_lrunet, tmp_path, monkeypatch)
         to_tflite(small_lrunet, path, max_verification_samples=4)
     assert path.read_bytes() == b"previous export"
     assert os.listdir(tmp_path) == ["model.tflite"]
+
+
+def test_quantized_export_below_its_agreement_bar_is_refused(lrunet1, fashion_mnist, tmp_path):
+    test, train = fashion_mnist
+    with pytest.raises(VerificationError) as error:
+        to_tflite(
+            lrunet1,
+            tmp_path / "int8.tflite",
+            quantization="int8",
+            representative_data=train,
+            verification_data=test,
+            min_top1_agreement=1.0,  # int8 flips a few percent of the classes
+        )
+    message = str(error.value)
+    assert re.search(
+        r"The int8 TFLite model agrees with Keras on the top-1 class for 9\d\.\d\d% "
+        r"of 2000 samples, below 100.0%; nothing was written to '.*int8.tflite'",
+        message,
+    ), message
+    assert "lower `min_top1_agreement`" in message
+    assert os.listdir(tmp_path) == []
 
 
 # --- bad input -------------------------------------------------------------------------------

@@ -76,6 +76,16 @@ def test_channel_shuffle_plain_shufflenet():
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(ChannelShuffle(3)(x)), x[:, perm])
 
 
+def test_channel_shuffle_with_unknown_spatial_size():
+    # The reshape is static when the shape is known, dynamic otherwise.
+    inputs = keras.Input((None, None, 8))
+    model = keras.Model(inputs, ChannelShuffle(2, swap_halves=True)(inputs))
+    perm = channel_shuffle_permutation(8, 2, swap_halves=True)
+    for size in (3, 5):
+        x = np.random.default_rng(size).standard_normal((2, size, size + 1, 8)).astype(np.float32)
+        np.testing.assert_array_equal(model.predict(x, verbose=0), x[..., perm])
+
+
 def test_channel_shuffle_rejects_bad_channels():
     with pytest.raises(ValueError, match=r"divisible by 4.*input_shape=\(None, 6\)"):
         ChannelShuffle(4).build((None, 6))
