@@ -113,8 +113,15 @@ def measure_checkpoint(name: str, directory: str) -> list[dict]:
 
 
 def markdown(rows: list[dict], machine: str) -> str:
+    flags_used = [f"--models={','.join(FLAGS.models)}"]
+    flags_used += [
+        f"--{name}={FLAGS[name].value}"
+        for name in ("calibration", "test_examples", "latency_calls")
+        if FLAGS[name].present
+    ]
+    command = " ".join(["python -m benchmarks.export_table", *flags_used])
     lines = [
-        f"Measured with `python -m benchmarks.export_table` on {machine}; accuracy and "
+        f"Measured with `{command}` on {machine}; accuracy and "
         f"top-1 agreement with Keras on {rows[0]['test_examples']:,} test images, "
         "LiteRT batch-1 latency "
         f"the median of {FLAGS.latency_calls} invokes ({os.cpu_count()} threads).",

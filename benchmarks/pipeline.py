@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import time
 
 from absl import app, flags
+
+from keras_reuse.callbacks import write_text_atomic
 
 FLAGS = flags.FLAGS
 
@@ -60,45 +61,23 @@ def time_pipeline(name: str, data_dir: str | None, batch_size: int) -> dict:
 def time_training(input_shape, batch_size: int, layer_reuse: int, warmup: int, steps: int):
     """Images/s `model.fit` of LruNet consumes, fed from memory so input costs nothing."""
     import keras
-    import numpy as np
-    import tensorflow as tf
 
+    from benchmarks.measure import KerasTrainer
     from keras_reuse import LruNet
 
     keras.mixed_precision.set_global_policy("float32")
-    model = LruNet(num_classes=10, layer_reuse=layer_reuse, input_shape=tuple(input_shape))
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
-        loss="sparse_categorical_crossentropy",
+    model = LruNet(
+        num_classes=10,
+        layer_reuse=layer_reuse,
+        input_shape=tuple(input_shape),
+        classifier_activation=None,
     )
-    rng = np.random.default_rng(0)
-    images = rng.random((batch_size, *input_shape), dtype=np.float32)
-    labels = rng.integers(0, 10, batch_size)
-    ds = tf.data.Dataset.from_tensors((images, labels)).repeat()
-
-    ends: list[float] = []
-
-    class BatchTimes(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            ends.append(time.perf_counter())
-
-    model.fit(ds, steps_per_epoch=warmup + steps, epochs=1, callbacks=[BatchTimes()], verbose=0)
-    seconds = ends[-1] - ends[warmup - 1]
     return {
         "model": f"LruNet-{layer_reuse}",
         "input_shape": list(input_shape),
         "timed_steps": steps,
-        "images_per_s": steps * batch_size / seconds,
+        "images_per_s": KerasTrainer(model, batch_size, warmup).run(steps),
     }
-
-
-def _write_json(path: str, payload: dict) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as file:
-        json.dump(payload, file, indent=2)
-        file.write("\n")
-    os.replace(file.name, path)
 
 
 def main(argv: list[str]) -> None:
@@ -138,7 +117,8 @@ def main(argv: list[str]) -> None:
         "tensorflow": tf.__version__,
         "results": results,
     }
-    _write_json(FLAGS.output, payload)
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
+    write_text_atomic(FLAGS.output, json.dumps(payload, indent=2) + "\n")
 
     print(f"batch {FLAGS.batch_size}, augmentation on, {os.cpu_count()} CPUs, TF {tf.__version__}")
     header = (

@@ -141,3 +141,41 @@ def test_export_table_reports_every_mode(tmp_path):
     assert rows[0]["top1_agreement"] == 1.0
     table = (tmp_path / "export.md").read_text()
     assert table.count("| LruNet-1 (fashion_mnist) |") == 6
+
+
+def test_pipeline_benchmark_times_two_epochs_and_training(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFDS_DATA_DIR=SHARED)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.pipeline",
+            "--datasets=fashion_mnist",
+            "--layer_reuse=1",
+            "--train_warmup_steps=1",
+            "--train_steps=2",
+            f"--output={tmp_path / 'pipeline.json'}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (result,) = json.loads((tmp_path / "pipeline.json").read_text())["results"]
+    assert result["dataset"] == "fashion_mnist"
+    # Every training image of the split, batch 128 with the remainder dropped.
+    assert result["pipeline"]["images_per_epoch"] == 60_000 // 128 * 128
+    assert result["training"] == {
+        "model": "LruNet-1",
+        "input_shape": [28, 28, 1],
+        "timed_steps": 2,
+        "images_per_s": result["training"]["images_per_s"],
+    }
+    rate = result["training"]["images_per_s"]
+    assert _positive(rate) and _positive(result["pipeline"]["first_epoch_images_per_s"])
+    assert result["ratio_cached"] == pytest.approx(
+        result["pipeline"]["cached_epoch_images_per_s"] / rate
+    )
+    assert "fashion_mnist" in done.stdout and os.listdir(tmp_path) == ["pipeline.json"]
