@@ -29,6 +29,7 @@ def _define_flags() -> None:
     # flags of the same names.
     flags.DEFINE_list("datasets", ["cifar10_jpeg", "fashion_mnist"], "TFDS datasets to time.")
     flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).")
+    flags.DEFINE_string("split", "train", "Split to read, e.g. train[:10%] for a quick run.")
     flags.DEFINE_integer("batch_size", 128, "Batch size of the pipeline and of training.")
     flags.DEFINE_integer("train_warmup_steps", 3, "Training steps before timing (tracing, caches).")
     flags.DEFINE_integer("train_steps", 10, "Timed training steps.")
@@ -44,11 +45,13 @@ def _pipeline_epoch(ds) -> tuple[int, float]:
     return images, time.perf_counter() - start
 
 
-def time_pipeline(name: str, data_dir: str | None, batch_size: int) -> dict:
+def time_pipeline(
+    name: str, data_dir: str | None, batch_size: int, split: str = "train"
+) -> dict:
     """Images/s of the augmented train pipeline: first (uncached) and second epoch."""
     from keras_reuse import data
 
-    ds = data.load(name, split="train", batch_size=batch_size, data_dir=data_dir, seed=0)
+    ds = data.load(name, split=split, batch_size=batch_size, data_dir=data_dir, seed=0)
     first_images, first_s = _pipeline_epoch(ds)
     cached_images, cached_s = _pipeline_epoch(ds)
     return {
@@ -90,7 +93,7 @@ def main(argv: list[str]) -> None:
     results = []
     for name in FLAGS.datasets:
         input_shape = data.info(name, data_dir=FLAGS.data_dir).input_shape
-        pipeline = time_pipeline(name, FLAGS.data_dir, FLAGS.batch_size)
+        pipeline = time_pipeline(name, FLAGS.data_dir, FLAGS.batch_size, FLAGS.split)
         training = time_training(
             input_shape,
             FLAGS.batch_size,
@@ -110,6 +113,7 @@ def main(argv: list[str]) -> None:
         )
     payload = {
         "command": "python -m benchmarks.pipeline",
+        "split": FLAGS.split,
         "batch_size": FLAGS.batch_size,
         "augment": True,
         "cpu_count": os.cpu_count(),

@@ -405,6 +405,11 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     settings = settings_from_flags()
     torch, reason = torch_or_reason()
+    import keras
+
+    # The same weights every run: the float32 export behind the LiteRT latency
+    # is checked against Keras on them.
+    keras.utils.set_random_seed(0)
     notes = []
     if reason:
         print(f"PyTorch skipped: {reason}", flush=True)

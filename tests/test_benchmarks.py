@@ -151,6 +151,7 @@ def test_pipeline_benchmark_times_two_epochs_and_training(tmp_path):
             "-m",
             "benchmarks.pipeline",
             "--datasets=fashion_mnist",
+            "--split=train[:2000]",
             "--layer_reuse=1",
             "--train_warmup_steps=1",
             "--train_steps=2",
@@ -165,8 +166,8 @@ def test_pipeline_benchmark_times_two_epochs_and_training(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     (result,) = json.loads((tmp_path / "pipeline.json").read_text())["results"]
     assert result["dataset"] == "fashion_mnist"
-    # Every training image of the split, batch 128 with the remainder dropped.
-    assert result["pipeline"]["images_per_epoch"] == 60_000 // 128 * 128
+    # Every image of the split, batch 128 with the remainder dropped.
+    assert result["pipeline"]["images_per_epoch"] == 2000 // 128 * 128
     assert result["training"] == {
         "model": "LruNet-1",
         "input_shape": [28, 28, 1],

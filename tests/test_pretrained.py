@@ -1,9 +1,8 @@
 """The authors' published LruNet checkpoints in Keras: logits, accuracy, CLI, bad files.
 
 Every converted model is checked against the PyTorch reference network
-(benchmarks/torch_lrunet.py) loaded from the same checkpoint, and the
-accuracies measured with the authors' code are reproduced through
-keras_reuse.data on the shared test sets.
+(benchmarks/torch_lrunet.py) loaded from the same checkpoint. The accuracies
+measured with the authors' code are reproduced in test_accuracy_*.py.
 """
 
 import functools
@@ -22,7 +21,6 @@ from absl import flags
 import keras_reuse
 from benchmarks.torch_lrunet import TorchLruNet
 from keras_reuse import cli, data
-from keras_reuse.export import FLOAT32_RTOL, to_tflite
 from keras_reuse.pretrained import load_lrunet_checkpoint
 
 CHECKPOINTS = Path(__file__).resolve().parents[2] / "shared" / "pretrained" / "lrunet-pytorch"
@@ -82,46 +80,6 @@ def test_converted_checkpoint_gives_the_pytorch_logits(filename):
     assert scale > 1.0  # real logits, not a dead network
     np.testing.assert_array_less(np.abs(logits - expected).max(), 1e-4 * scale)
     np.testing.assert_array_equal(logits.argmax(axis=1), expected.argmax(axis=1))
-
-
-def _accuracy(model: keras.Model, dataset_name: str) -> float:
-    # Batches of 200: on this 2-core CPU larger ones run slower per image.
-    test = data.load(dataset_name, split="test", batch_size=200, augment=False, shuffle=False)
-    correct = total = 0
-    for images, labels in test:
-        predicted = np.argmax(model.predict_on_batch(images), axis=1)
-        correct += int(np.sum(predicted == labels.numpy()))
-        total += len(predicted)
-    assert total == 10_000
-    return 100.0 * correct / total
-
-
-@pytest.mark.parametrize(
-    "filename, dataset_name, expected",
-    [
-        # Measured with the authors' PyTorch code on these exact test sets
-        # (LruNet-10's, with its TFLite export, in the next test).
-        ("fashionmnist-lru1-ckpt-09117.t7", "fashion_mnist", 91.17),
-        ("cifar10-lru14-ckpt-08934.t7", "cifar10_jpeg", 84.35),
-        ("cifar10-lru1-ckpt-08391.t7", "cifar10_jpeg", 80.17),
-    ],
-)
-def test_converted_checkpoint_reproduces_the_published_accuracy(filename, dataset_name, expected):
-    assert _accuracy(_converted(filename), dataset_name) == pytest.approx(expected, abs=0.05)
-
-
-def test_lrunet10_and_its_float32_tflite_reproduce_the_published_accuracy(tmp_path):
-    model = _converted("fashionmnist-lru10-ckpt-09346.t7")
-    test = data.load("fashion_mnist", split="test", batch_size=500, augment=False, shuffle=False)
-    # Verification runs Keras and LiteRT on every test image.
-    report = to_tflite(model, tmp_path / "lrunet10.tflite", verification_data=test)
-    assert report.num_samples == 10_000
-    assert 100 * report.keras_accuracy == pytest.approx(93.46, abs=0.05)
-    assert 100 * report.tflite_accuracy == pytest.approx(93.46, abs=0.05)
-    assert report.relative_error <= FLOAT32_RTOL
-    # Each shared kernel stored once: about 4 bytes per trainable parameter.
-    params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    assert report.size_bytes <= 1.10 * 4 * params
 
 
 def test_checkpoint_without_module_prefix_and_with_batch_counters(tmp_path):
