@@ -452,14 +452,15 @@ def _trial_rows(tuner: keras_tuner.Tuner) -> list[dict[str, Any]]:
     return rows
 
 
-def _trial_order(trial_id: str) -> tuple[int, str]:
+def _trial_order(trial_id: str) -> tuple[float, str]:
     # keras-tuner's ids are "0", "1", ... (Hyperband: "0000", ...); compare as numbers.
     return (int(trial_id), trial_id) if trial_id.isdigit() else (math.inf, trial_id)
 
 
 def _csv_text(rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    fields = list(rows[0]) if rows else ["trial_id", "status", OBJECTIVE]
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
@@ -575,7 +576,7 @@ def search(
     rows = _trial_rows(kt_tuner)
     trials_path = os.path.join(output_dir, "trials.csv")
     write_text_atomic(trials_path, _csv_text(rows))
-    if rows[0][OBJECTIVE] is None:
+    if not rows or rows[0][OBJECTIVE] is None:
         raise RuntimeError(f"No trial of the search in {output_dir} completed; see {trials_path}.")
     best_trial = kt_tuner.oracle.get_trial(rows[0]["trial_id"])
     values = {

@@ -29,6 +29,10 @@ _QUANTIZATION = {
     "int16x8": "int16x8",
 }
 
+# keras_reuse.export.CALIBRATED, named here so that usage errors come before
+# TensorFlow is imported.
+_CALIBRATED = ("int8", "int16x8")
+
 flags.DEFINE_enum("quantization", "none", list(_QUANTIZATION), "Weight/activation quantization.")
 # `train` declares --dataset and --data_dir too; when both modules share a
 # process (tests), each flag is one and the same, so only `present` counts.
@@ -91,7 +95,7 @@ def _check_args(argv: list[str]) -> tuple[str, str]:
             raise _Usage(f"--{name}={value}: must be an integer >= 1")
     quantization = _QUANTIZATION[FLAGS.quantization]
     dataset = FLAGS.dataset if FLAGS["dataset"].present else None
-    if quantization in ("int8", "int16x8") and dataset is None:
+    if quantization in _CALIBRATED and dataset is None:
         raise _Usage(f"--quantization={quantization} calibrates on images: pass --dataset")
     if quantization is not None and FLAGS.verify and dataset is None:
         raise _Usage(
@@ -115,7 +119,7 @@ def main(argv: list[str]) -> None:
     if dataset is not None:
         data_dir = FLAGS.data_dir if FLAGS["data_dir"].present else None
         try:
-            if quantization in ("int8", "int16x8"):
+            if quantization in _CALIBRATED:
                 calibration = data.load(
                     dataset,
                     split=f"train[:{FLAGS.num_calibration}]",
