@@ -15,10 +15,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "tensorflow_datasets")
 
 
-def _run(*args, timeout=900):
+def _run(*args, module="benchmarks.run", timeout=900):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFDS_DATA_DIR=SHARED)
     return subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", *args],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -102,23 +102,13 @@ def test_bad_flags_are_usage_errors(tmp_path, args, message):
 
 
 def test_export_table_reports_every_mode(tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFDS_DATA_DIR=SHARED)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.export_table",
-            "--models=fmnist_lru1",
-            "--test_examples=300",
-            "--calibration=50",
-            "--latency_calls=3",
-            f"--output_dir={tmp_path}",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    done = _run(
+        "--models=fmnist_lru1",
+        "--test_examples=300",
+        "--calibration=50",
+        "--latency_calls=3",
+        f"--output_dir={tmp_path}",
+        module="benchmarks.export_table",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     rows = json.loads((tmp_path / "export.json").read_text())["rows"]
@@ -144,24 +134,14 @@ def test_export_table_reports_every_mode(tmp_path):
 
 
 def test_pipeline_benchmark_times_two_epochs_and_training(tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFDS_DATA_DIR=SHARED)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.pipeline",
-            "--datasets=fashion_mnist",
-            "--split=train[:2000]",
-            "--layer_reuse=1",
-            "--train_warmup_steps=1",
-            "--train_steps=2",
-            f"--output={tmp_path / 'pipeline.json'}",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    done = _run(
+        "--datasets=fashion_mnist",
+        "--split=train[:2000]",
+        "--layer_reuse=1",
+        "--train_warmup_steps=1",
+        "--train_steps=2",
+        f"--output={tmp_path / 'pipeline.json'}",
+        module="benchmarks.pipeline",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     (result,) = json.loads((tmp_path / "pipeline.json").read_text())["results"]
