@@ -7,6 +7,11 @@ Keras's `SGD(weight_decay=...)` decays weights decoupled from the gradient
 (AdamW style) and folds the learning rate into its velocity, which differs
 under momentum and whenever the learning rate changes. `CoupledSGD`
 reproduces PyTorch's update exactly.
+
+On TensorFlow the momentum update is TensorFlow's fused
+`ResourceApplyMomentum` kernel, which is PyTorch's update to the letter: one
+graph op per variable instead of about eight, which shortens the traced
+train step (LruNet-14 has 240 trainable variables) and its execution.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ class CoupledSGD(keras.optimizers.Optimizer):
             `weight_decay`); applies to every trainable variable, as in the
             authors' training code.
         nesterov: Whether to use Nesterov momentum.
+        fused: Use TensorFlow's fused momentum kernel (same arithmetic).
+            None (default) uses it on the TensorFlow backend; False always
+            runs the backend-agnostic `keras.ops` update.
         name: Optimizer name.
         **kwargs: Base optimizer arguments (`clipnorm`, `loss_scale_factor`,
             ...). `weight_decay` (Keras's decoupled decay) is refused.
@@ -46,6 +54,7 @@ class CoupledSGD(keras.optimizers.Optimizer):
         momentum: float = 0.9,
         l2: float = 5e-4,
         nesterov: bool = False,
+        fused: bool | None = None,
         name: str = "coupled_sgd",
         **kwargs,
     ):
@@ -63,6 +72,16 @@ class CoupledSGD(keras.optimizers.Optimizer):
         self.momentum = float(momentum)
         self.l2 = float(l2)
         self.nesterov = bool(nesterov)
+        if fused not in (None, True, False):
+            raise ValueError(f"`fused` must be None, True or False. Received: fused={fused!r}")
+        if fused and keras.backend.backend() != "tensorflow":
+            raise ValueError(
+                "`fused=True` needs the TensorFlow backend (its ResourceApplyMomentum "
+                f"kernel). Received: fused=True on backend {keras.backend.backend()!r}; "
+                "use fused=None."
+            )
+        self.fused = fused
+        self._use_fused = fused is not False and keras.backend.backend() == "tensorflow"
 
     def build(self, variables):
         if self.built:
@@ -80,14 +99,42 @@ class CoupledSGD(keras.optimizers.Optimizer):
         if not self.momentum:
             self.assign_sub(variable, ops.multiply(gradient, learning_rate))
             return
-        momentum = ops.cast(self.momentum, variable.dtype)
         buf = self.momentums[self._get_variable_index(variable)]
+        if self._use_fused and self._fused_update(gradient, variable, buf, learning_rate):
+            return
+        momentum = ops.cast(self.momentum, variable.dtype)
         self.assign(buf, ops.add(ops.multiply(buf, momentum), gradient))
         step = ops.add(gradient, ops.multiply(buf, momentum)) if self.nesterov else buf
         self.assign_sub(variable, ops.multiply(step, learning_rate))
 
+    def _fused_update(self, gradient, variable, buf, learning_rate) -> bool:
+        """The momentum step as one TensorFlow kernel; False where it cannot serve."""
+        import tensorflow as tf
+
+        if isinstance(gradient, tf.IndexedSlices):
+            return False
+        # accum = accum * momentum + grad; var -= lr * accum (Nesterov:
+        # var -= lr * (grad + momentum * accum)): PyTorch's SGD step.
+        tf.raw_ops.ResourceApplyMomentum(
+            var=variable.handle,
+            accum=buf.handle,
+            lr=learning_rate,
+            grad=gradient,
+            momentum=tf.cast(self.momentum, variable.dtype),
+            use_locking=False,
+            use_nesterov=self.nesterov,
+        )
+        return True
+
     def get_config(self):
         config = super().get_config()
         config.pop("weight_decay", None)
-        config.update({"momentum": self.momentum, "l2": self.l2, "nesterov": self.nesterov})
+        config.update(
+            {
+                "momentum": self.momentum,
+                "l2": self.l2,
+                "nesterov": self.nesterov,
+                "fused": self.fused,
+            }
+        )
         return config

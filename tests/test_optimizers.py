@@ -29,6 +29,31 @@ def test_matches_torch_sgd_across_a_learning_rate_drop(nesterov):
     np.testing.assert_allclose(kw.numpy(), tw.detach().numpy(), rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_fused_kernel_equals_the_keras_ops_update_in_a_traced_fit(nesterov):
+    # The TensorFlow fast path (ResourceApplyMomentum) against the
+    # backend-agnostic update, inside model.fit's traced train step.
+    def trained(fused):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4), keras.layers.Dense(3)])
+        opt = CoupledSGD(0.05, momentum=0.9, l2=1e-3, nesterov=nesterov, fused=fused)
+        model.compile(optimizer=opt, loss="mse")
+        rng = np.random.default_rng(1)
+        x, y = rng.standard_normal((32, 6)), rng.standard_normal((32, 3))
+        model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        return [w.numpy() for w in model.weights] + [m.numpy() for m in opt.momentums]
+
+    fused, generic = trained(None), trained(False)
+    assert len(fused) == 8
+    for a, b in zip(fused, generic, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_fused_value():
+    with pytest.raises(ValueError, match=r"fused='yes'"):
+        CoupledSGD(0.1, fused="yes")
+
+
 def test_differs_from_keras_decoupled_decay():
     # The reason this optimizer exists: Keras's SGD(weight_decay) is not
     # PyTorch's coupled L2 under momentum.
@@ -44,10 +69,11 @@ def test_differs_from_keras_decoupled_decay():
 
 
 def test_serializes():
-    opt = CoupledSGD(0.05, momentum=0.8, l2=1e-4, nesterov=True)
+    opt = CoupledSGD(0.05, momentum=0.8, l2=1e-4, nesterov=True, fused=False)
     restored = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
     assert isinstance(restored, CoupledSGD)
     assert (restored.momentum, restored.l2, restored.nesterov) == (0.8, 1e-4, True)
+    assert restored.fused is False
 
 
 @pytest.mark.parametrize(
