@@ -36,7 +36,7 @@ from keras_reuse.callbacks import (
     latest_backup_epoch,
     write_text_atomic,
 )
-from keras_reuse.optimizers import CoupledSGD
+from keras_reuse.compiling import compile_for_training
 from keras_reuse.summary import reuse_summary
 
 SCHEDULES = ("step", "cosine", "constant")
@@ -297,18 +297,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
         train_ds = train_ds.repeat()
 
     with strategy.scope():
-        optimizer = CoupledSGD(
+        compile_for_training(
+            model,
             learning_rate_schedule(config, steps_per_epoch),
             momentum=config.momentum,
             l2=config.weight_decay,
+            loss_scale=policy == "mixed_float16",
         )
-        if policy == "mixed_float16":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        )
+        optimizer = model.optimizer
 
     chief = distribute.is_chief(strategy)
     out = config.output_dir

@@ -37,7 +37,7 @@ import keras_tuner
 from keras_reuse import applications, data
 from keras_reuse.applications.lrunet import _check_width
 from keras_reuse.callbacks import write_text_atomic
-from keras_reuse.optimizers import CoupledSGD
+from keras_reuse.compiling import compile_for_training
 
 TUNERS = ("random", "bayesian", "hyperband")
 OBJECTIVE = "val_accuracy"
@@ -197,12 +197,9 @@ class _ReuseHyperModel(keras_tuner.HyperModel):
             classifier_activation=None,
             **kwargs,
         )
-        model.compile(
-            optimizer=CoupledSGD(learning_rate, momentum=self.momentum, l2=self.weight_decay),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        return compile_for_training(
+            model, learning_rate, momentum=self.momentum, l2=self.weight_decay
         )
-        return model
 
     def train_flags(self, values: Mapping[str, Any]) -> list[str]:
         """`keras-reuse train` flags that train the model of hyperparameter `values`."""
