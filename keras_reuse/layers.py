@@ -295,8 +295,14 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         )
         # The op reports the Bessel-corrected variance; Keras's moving
         # variance averages the biased one.
-        count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
-        variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
+        # A Python number when the shape is static: four ops fewer per call
+        # in the traced step (LruNet-14 has 113 BatchNorm calls).
+        static = x.shape[:-1].num_elements()
+        if static is not None:
+            variance = variance * ((static - 1.0) / max(static, 1.0))
+        else:
+            count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+            variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
         moving_mean = tf.cast(self.moving_mean, tf.float32)
         moving_variance = tf.cast(self.moving_variance, tf.float32)
         self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))

@@ -82,6 +82,23 @@ def test_fused_batchnorm_moving_variance_is_the_biased_batch_variance():
     )
 
 
+def test_fused_batchnorm_moving_variance_with_an_unknown_batch_size():
+    # Traced with the batch dimension unknown: the element count comes from
+    # the runtime shape instead of the static one.
+    layer = FusedBatchNormalization(momentum=0.9, epsilon=1e-5)
+    x = np.random.default_rng(7).standard_normal((5, 3, 2, 8)).astype(np.float32) * 2 + 1
+    layer.build(x.shape)
+    step = tf.function(
+        lambda t: layer(t, training=True),
+        input_signature=[tf.TensorSpec((None, 3, 2, 8), tf.float32)],
+        autograph=False,
+    )
+    step(tf.constant(x))
+    np.testing.assert_allclose(
+        layer.moving_variance.numpy(), 0.9 + 0.1 * x.var(axis=(0, 1, 2)), rtol=1e-5, atol=1e-6
+    )
+
+
 def test_fused_batchnorm_inference_is_the_parents_code_exactly():
     fused, stock = _pair(momentum=0.9, epsilon=1e-5)
     x = np.random.default_rng(3).standard_normal((2, 4, 4, 8)).astype(np.float32)
