@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 MB = 1024 * 1024
+LEARNING_RATE = 0.01
+WEIGHT_DECAY = 5e-4
 
 
 def cpu_model() -> str:
@@ -58,14 +60,15 @@ def median(values: list[float]) -> float:
 
 
 def compile_for_training(model: Any) -> Any:
-    """SGD with momentum and sparse cross-entropy on logits, as `keras-reuse train`."""
-    import keras
+    """`keras-reuse train`'s compile (CoupledSGD, cross-entropy on logits).
 
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    return model
+    The learning rate is 0.01, not the recipe's 0.1, so the repeated random
+    batch does not drive the weights to overflow; the PyTorch trainer uses
+    the same hyperparameters.
+    """
+    from keras_reuse.compiling import compile_for_training as compile_recipe
+
+    return compile_recipe(model, learning_rate=LEARNING_RATE, momentum=0.9, l2=WEIGHT_DECAY)
 
 
 def synthetic_batch(batch_size: int, input_shape: tuple, seed: int = 0) -> tuple:
@@ -75,39 +78,106 @@ def synthetic_batch(batch_size: int, input_shape: tuple, seed: int = 0) -> tuple
     return images, labels
 
 
-class KerasTrainer:
-    """Plain `model.fit` on one in-memory batch repeated (the input costs nothing).
+def synthetic_dataset(batch_size: int, input_shape: tuple) -> Any:
+    """One in-memory batch repeated forever, as a `tf.data.Dataset`.
 
-    Each `run()` is one `fit` call of `steps` steps; the time is taken between
-    the end of its first and last batches, so `fit`'s per-call set-up is not
-    counted but everything a training step does is.
+    tf.data's autotuning is off: with it on, destroying the iterator at the
+    end of every `fit` call waits for its autotuning thread, 0 to 10 s on
+    this dataset (measured: LruNet-14, 4 calls of 3 steps, gaps between
+    `on_train_end` and `fit`'s return of 0.0, 1.1, 10.0 and 0.3 s; with
+    autotuning off, 0.0 s each), which is the input's cost, not the model's.
     """
+    import tensorflow as tf
 
-    def __init__(self, model: Any, batch_size: int, warmup: int):
+    images, labels = synthetic_batch(batch_size, input_shape)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return tf.data.Dataset.from_tensors((images, labels)).repeat().with_options(options)
+
+
+class _BatchEnds:
+    """A Keras callback recording the clock at every train batch end."""
+
+    def __new__(cls, ends: list[float]) -> Any:
         import keras
-        import tensorflow as tf
-
-        self.model = compile_for_training(model)
-        self.batch_size = batch_size
-        images, labels = synthetic_batch(batch_size, tuple(model.input_shape[1:]))
-        self.data = tf.data.Dataset.from_tensors((images, labels)).repeat()
-        self.ends: list[float] = []
-        ends = self.ends
 
         class BatchEnds(keras.callbacks.Callback):
             def on_train_batch_end(self, batch, logs=None):
                 ends.append(time.perf_counter())
 
-        self.callback = BatchEnds()
+        return BatchEnds()
+
+
+class KerasTrainer:
+    """Plain `model.fit` on one in-memory batch repeated (the input costs nothing).
+
+    Each `run()` is one `fit` call of `steps + 1` steps, measured two ways:
+    between the end of its first and last batches (the steady step, `fit`'s
+    per-call set-up not counted), and from the call to its return (what a
+    user waits for, the first step and `fit`'s set-up and tear-down included).
+    """
+
+    def __init__(self, model: Any, batch_size: int, warmup: int):
+        self.model = compile_for_training(model)
+        self.batch_size = batch_size
+        self.data = synthetic_dataset(batch_size, tuple(model.input_shape[1:]))
+        self.ends: list[float] = []
+        self.callback = _BatchEnds(self.ends)
         self.model.fit(self.data, steps_per_epoch=max(warmup, 1), epochs=1, verbose=0)
 
-    def run(self, steps: int) -> float:
-        """Images/s of `steps` timed steps (one extra step opens the clock)."""
+    def fit_call(self, steps: int) -> float:
+        """Seconds of one `fit` call of `steps` steps, call to return."""
         self.ends.clear()
+        start = time.perf_counter()
         self.model.fit(
-            self.data, steps_per_epoch=steps + 1, epochs=1, verbose=0, callbacks=[self.callback]
+            self.data, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[self.callback]
         )
-        return steps * self.batch_size / (self.ends[-1] - self.ends[0])
+        return time.perf_counter() - start
+
+    def run(self, steps: int) -> dict[str, float]:
+        """Images/s of one `fit` call: `{"steady": ..., "fit_call": ...}`.
+
+        The call has `steps + 1` steps; the steady rate times the last
+        `steps` (one extra step opens the clock), the whole-call rate all.
+        """
+        seconds = self.fit_call(steps + 1)
+        return {
+            "steady": steps * self.batch_size / (self.ends[-1] - self.ends[0]),
+            "fit_call": (steps + 1) * self.batch_size / seconds,
+        }
+
+    def per_call_overhead(self, calls: int, steps: int) -> float:
+        """Extra time of `calls` fit calls of `steps` steps over one call of all.
+
+        Returns:
+            `time(calls x steps) / time(1 x calls*steps) - 1` (0 is no
+            per-call overhead).
+        """
+        many = sum(self.fit_call(steps) for _ in range(calls))
+        one = self.fit_call(calls * steps)
+        return many / one - 1.0
+
+
+def keras_first_step(build: Callable[[], Any], batch_size: int) -> dict[str, float]:
+    """Build time and time to the end of the first `fit` step of a fresh model.
+
+    Args:
+        build: Returns a fresh, uncompiled model (its build is timed).
+        batch_size: Training batch size.
+
+    Returns:
+        `{"build_s": ..., "first_step_s": ...}`; the first step is timed from
+        the `fit` call (compile and optimizer build included) to the end of
+        its first batch: tracing, graph optimisation and one step.
+    """
+    start = time.perf_counter()
+    model = build()
+    built = time.perf_counter()
+    compile_for_training(model)
+    data = synthetic_dataset(batch_size, tuple(model.input_shape[1:]))
+    ends: list[float] = []
+    model.fit(data, steps_per_epoch=1, epochs=1, verbose=0, callbacks=[_BatchEnds(ends)])
+    return {"build_s": built - start, "first_step_s": ends[0] - built}
 
 
 def keras_predict_rate(model: Any, batch_size: int, batches: int) -> Callable[[], float]:
@@ -214,7 +284,9 @@ class TorchTrainer:
         images, labels = synthetic_batch(batch_size, input_shape)
         self.images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
         self.labels = torch.from_numpy(labels.astype(np.int64))
-        self.optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        self.optimizer = torch.optim.SGD(
+            net.parameters(), lr=LEARNING_RATE, momentum=0.9, weight_decay=WEIGHT_DECAY
+        )
         for _ in range(max(warmup, 1)):
             self._step()
 
@@ -227,11 +299,22 @@ class TorchTrainer:
         loss.backward()
         self.optimizer.step()
 
-    def run(self, steps: int) -> float:
+    def run(self, steps: int) -> dict[str, float]:
+        """Images/s of `steps + 1` steps (a loop has no per-call set-up to exclude)."""
         start = time.perf_counter()
-        for _ in range(steps):
+        for _ in range(steps + 1):
             self._step()
-        return steps * self.batch_size / (time.perf_counter() - start)
+        rate = (steps + 1) * self.batch_size / (time.perf_counter() - start)
+        return {"steady": rate, "fit_call": rate}
+
+
+def torch_first_step(build: Callable[[], Any], batch_size: int, input_shape: tuple) -> dict:
+    """Build time and time of the first training step of a fresh PyTorch net."""
+    start = time.perf_counter()
+    net = build()
+    built = time.perf_counter()
+    TorchTrainer(net, batch_size, input_shape, warmup=1, bf16=False)
+    return {"build_s": built - start, "first_step_s": time.perf_counter() - built}
 
 
 def torch_predict_rate(net: Any, batch_size: int, batches: int, input_shape: tuple):

@@ -45,9 +45,7 @@ def _pipeline_epoch(ds) -> tuple[int, float]:
     return images, time.perf_counter() - start
 
 
-def time_pipeline(
-    name: str, data_dir: str | None, batch_size: int, split: str = "train"
-) -> dict:
+def time_pipeline(name: str, data_dir: str | None, batch_size: int, split: str = "train") -> dict:
     """Images/s of the augmented train pipeline: first (uncached) and second epoch."""
     from keras_reuse import data
 
@@ -79,7 +77,7 @@ def time_training(input_shape, batch_size: int, layer_reuse: int, warmup: int, s
         "model": f"LruNet-{layer_reuse}",
         "input_shape": list(input_shape),
         "timed_steps": steps,
-        "images_per_s": KerasTrainer(model, batch_size, warmup).run(steps),
+        "images_per_s": KerasTrainer(model, batch_size, warmup).run(steps)["steady"],
     }
 
 

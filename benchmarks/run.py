@@ -42,7 +42,20 @@ flags.DEFINE_bool("quick", False, "Smoke run: LruNet-1 only, tiny batches, one r
 flags.DEFINE_list("models", None, f"Models to time, from {', '.join(models.MODELS)}.")
 flags.DEFINE_integer("batch_size", None, "Training and predict batch size (default 128).")
 flags.DEFINE_integer("warmup", None, "Training steps before timing (tracing, caches).")
-flags.DEFINE_integer("steps", None, "Timed training steps per round.")
+flags.DEFINE_integer(
+    "steps",
+    None,
+    "Timed training steps per round: each round is one fit call of steps + 1 steps "
+    "(default 7: whole calls of 8 steps).",
+)
+flags.DEFINE_bool("first_step", True, "Time a fresh model's build and first fit step.")
+flags.DEFINE_integer(
+    "overhead_calls",
+    None,
+    "Per-call overhead: this many fit calls of --overhead_steps against one call of "
+    "them all (default 4; 0 skips it).",
+)
+flags.DEFINE_integer("overhead_steps", None, "Steps per fit call of the overhead probe (4).")
 flags.DEFINE_integer("repeats", None, "Interleaved rounds; the median is reported.")
 flags.DEFINE_integer("latency_calls", None, "Batch-1 calls per latency measurement.")
 flags.DEFINE_bool("torch", True, "Time the PyTorch implementation (needs torch).")
@@ -64,8 +77,10 @@ _FULL = {
     "models": ["lrunet14", "lrunet1", "sharesnet164", "resnet164"],
     "batch_size": 128,
     "warmup": 1,
-    "steps": 2,
+    "steps": 7,
     "repeats": 3,
+    "overhead_calls": 4,
+    "overhead_steps": 4,
     "latency_calls": 20,
     "predict_batches": 3,
     "memory_steps": 3,
@@ -78,13 +93,23 @@ _QUICK = {
     "warmup": 1,
     "steps": 2,
     "repeats": 1,
+    "overhead_calls": 2,
+    "overhead_steps": 1,
     "latency_calls": 3,
     "predict_batches": 1,
     "memory_steps": 1,
     "pipeline_datasets": ["fashion_mnist"],
     "pipeline_batches": 20,
 }
-_INTEGER_FLAGS = ("batch_size", "warmup", "steps", "repeats", "latency_calls")
+_INTEGER_FLAGS = (
+    "batch_size",
+    "warmup",
+    "steps",
+    "repeats",
+    "latency_calls",
+    "overhead_calls",
+    "overhead_steps",
+)
 
 
 def settings_from_flags() -> dict:
@@ -99,7 +124,7 @@ def settings_from_flags() -> dict:
         if value is not None:
             settings[name] = value
     for name in _INTEGER_FLAGS:
-        minimum = 0 if name == "warmup" else 1
+        minimum = 0 if name in ("warmup", "overhead_calls") else 1
         if settings[name] < minimum:
             raise app.UsageError(f"--{name} must be >= {minimum}. Received: {settings[name]}")
     unknown = [m for m in settings["models"] if m not in models.MODELS]
@@ -108,7 +133,7 @@ def settings_from_flags() -> dict:
             f"--models must name models from {', '.join(models.MODELS)}. "
             f"Received: {','.join(settings['models'])}"
         )
-    for name in ("torch", "naive", "bf16", "litert", "memory"):
+    for name in ("torch", "naive", "bf16", "litert", "memory", "first_step"):
         settings[name] = getattr(FLAGS, name)
     settings["torch_bf16"] = FLAGS.quick if FLAGS.torch_bf16 is None else FLAGS.torch_bf16
     return settings
@@ -162,13 +187,26 @@ def _guard(results: dict, key: str, probe: Callable[[], Any]) -> None:
         results.setdefault("errors", {})[key] = f"{type(error).__name__}: {error}"
 
 
-def _interleaved(probes: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
-    """Medians of every probe over `repeats` rounds, the probes taking turns."""
-    samples: dict[str, list[float]] = {key: [] for key in probes}
+def _interleaved(probes: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Medians of every probe over `repeats` rounds, the probes taking turns.
+
+    A probe keyed "impl/metric" returns a float, or a dict `{metric: float}`
+    of several figures taken in one measurement (stored as "impl/metric").
+    """
+    samples: dict[str, list[float]] = {}
     for _ in range(repeats):
         for key, probe in probes.items():
-            samples[key].append(probe())
+            value = probe()
+            impl = key.split("/")[0]
+            named = value if isinstance(value, dict) else {key.split("/")[1]: value}
+            for metric, figure in named.items():
+                samples.setdefault(f"{impl}/{metric}", []).append(figure)
     return {key: measure.median(values) for key, values in samples.items()}
+
+
+def _train_metrics(rates: dict[str, float], precision: str) -> dict[str, float]:
+    """A trainer's `{"steady", "fit_call"}` as the results' metric names."""
+    return {f"train_{precision}": rates["steady"], f"fit_call_{precision}": rates["fit_call"]}
 
 
 def bench_model(name: str, settings: dict, torch: Any) -> dict:
@@ -195,13 +233,17 @@ def bench_model(name: str, settings: dict, torch: Any) -> dict:
         impls["keras_naive"]["params"] = measure.trainable_params(built["keras_naive"])
 
     print(f"[{models.label(name)}] training", flush=True)
-    trainers: dict[str, Callable[[], float]] = {}
+    trainers: dict[str, Callable[[], Any]] = {}
+    trainers_by_impl: dict[str, measure.KerasTrainer] = {}
     for impl, model in built.items():
         if model is not None:
             _guard(impls[impl], "_t", lambda m=model: measure.KerasTrainer(m, batch, warmup))
             trainer = impls[impl].pop("_t")
             if trainer is not None:
-                trainers[f"{impl}/train_fp32"] = lambda t=trainer: t.run(steps)
+                trainers_by_impl[impl] = trainer
+                trainers[f"{impl}/train_fp32"] = lambda t=trainer: _train_metrics(
+                    t.run(steps), "fp32"
+                )
     if settings["bf16"]:
         _guard(
             impls["keras"],
@@ -212,17 +254,39 @@ def bench_model(name: str, settings: dict, torch: Any) -> dict:
         )
         trainer = impls["keras"].pop("_t")
         if trainer is not None:
-            trainers["keras/train_bf16"] = lambda t=trainer: t.run(steps)
+            trainers["keras/train_bf16"] = lambda t=trainer: _train_metrics(t.run(steps), "bf16")
     if net is not None:
         for key, bf16 in (("train_fp32", False), ("train_bf16", True)):
             if bf16 and not settings["torch_bf16"]:
                 continue
             shape = models.INPUT_SHAPE
             trainer = measure.TorchTrainer(net, batch, shape, warmup, bf16=bf16)
-            trainers[f"torch/{key}"] = lambda t=trainer: t.run(steps)
+            precision = "bf16" if bf16 else "fp32"
+            trainers[f"torch/{key}"] = lambda t=trainer, p=precision: _train_metrics(
+                t.run(steps), p
+            )
     _store(impls, _safe_interleaved(impls, trainers, settings["repeats"]))
+    if settings["overhead_calls"] and "keras" in trainers_by_impl:
+        calls, call_steps = settings["overhead_calls"], settings["overhead_steps"]
+        _guard(
+            impls["keras"],
+            "per_call_overhead",
+            lambda: trainers_by_impl["keras"].per_call_overhead(calls, call_steps),
+        )
     trainers.clear()
+    trainers_by_impl.clear()
     gc.collect()
+
+    if settings["first_step"]:
+        print(f"[{models.label(name)}] time to first step", flush=True)
+        first: dict[str, Callable[[], Any]] = {
+            "keras/first": lambda: measure.keras_first_step(lambda: models.keras_model(name), batch)
+        }
+        if net is not None:
+            first["torch/first"] = lambda: measure.torch_first_step(
+                lambda: models.torch_model(name), batch, models.INPUT_SHAPE
+            )
+        _store(impls, _safe_interleaved(impls, first, 1))
 
     print(f"[{models.label(name)}] inference", flush=True)
     probes: dict[str, Callable[[], float]] = {}
@@ -255,7 +319,12 @@ def bench_model(name: str, settings: dict, torch: Any) -> dict:
         impls["keras"]["memory"] = measure.peak_memory({**spec, "kind": "keras"})
         if net is not None:
             impls["torch"]["memory"] = measure.peak_memory({**spec, "kind": "torch"})
-    return {"model": name, "label": models.label(name), "implementations": impls}
+    return {
+        "model": name,
+        "label": models.label(name),
+        "batch_size": batch,
+        "implementations": impls,
+    }
 
 
 def _safe_interleaved(impls: dict, probes: dict, repeats: int) -> dict[str, float | None]:
@@ -319,6 +388,12 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
 
+def _steps(values: dict, batch_size: int | None) -> float | None:
+    """Time to first step in steady steps (steady step = batch / steady rate)."""
+    first, rate = values.get("first_step_s"), values.get("train_fp32")
+    return first * rate / batch_size if first and rate and batch_size else None
+
+
 def ratios(results: list[dict]) -> dict[str, dict]:
     """The figures the performance targets are stated in, per model."""
     out = {}
@@ -328,12 +403,22 @@ def ratios(results: list[dict]) -> dict[str, dict]:
         litert = (keras.get("litert") or {}).get("ms")
         out[entry["model"]] = {
             "train_keras_over_torch": _ratio(keras.get("train_fp32"), torch.get("train_fp32")),
+            "fit_call_keras_over_torch": _ratio(
+                keras.get("fit_call_fp32"), torch.get("fit_call_fp32")
+            ),
+            "first_step_in_steps": _steps(keras, entry.get("batch_size")),
+            "torch_first_step_in_steps": _steps(torch, entry.get("batch_size")),
+            "per_call_overhead": keras.get("per_call_overhead"),
             "train_keras_over_naive": _ratio(keras.get("train_fp32"), naive.get("train_fp32")),
             "train_bf16_over_fp32": _ratio(keras.get("train_bf16"), keras.get("train_fp32")),
             "predict_keras_over_torch": _ratio(keras.get("predict"), torch.get("predict")),
             "litert_latency_over_torch_eager": _ratio(litert, torch.get("latency_ms")),
         }
     return out
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:+.0f}%"
 
 
 def _cell(value: Any, digits: int = 1) -> str:
@@ -361,9 +446,10 @@ def markdown(payload: dict) -> str:
         f"Batch {payload['settings']['batch_size']}, medians of "
         f"{payload['settings']['repeats']} interleaved rounds.",
         "",
-        "| model | implementation | params | train fp32 img/s | train bf16 img/s "
+        "| model | implementation | params | train fp32 img/s | whole fit calls img/s "
+        "| build s | first step s | train bf16 img/s "
         "| predict img/s | batch-1 ms | LiteRT batch-1 ms | peak RSS MB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for entry in payload["results"]:
         for impl, values in entry["implementations"].items():
@@ -371,19 +457,26 @@ def markdown(payload: dict) -> str:
             litert = values.get("litert") or {}
             lines.append(
                 f"| {entry['label']} | {_IMPL_NAMES[impl]} | {_cell(values.get('params'))} "
-                f"| {_cell(values.get('train_fp32'))} | {_cell(values.get('train_bf16'))} "
+                f"| {_cell(values.get('train_fp32'))} | {_cell(values.get('fit_call_fp32'))} "
+                f"| {_cell(values.get('build_s'), 1)} | {_cell(values.get('first_step_s'), 1)} "
+                f"| {_cell(values.get('train_bf16'))} "
                 f"| {_cell(values.get('predict'))} | {_cell(values.get('latency_ms'), 2)} "
                 f"| {_cell(litert.get('ms'), 2)} | {_cell(memory.get('peak_rss_mb'), 0)} |"
             )
     lines += [
         "",
-        "| model | train keras/PyTorch | train keras/naive | bf16/fp32 "
+        "| model | train keras/PyTorch | whole fit calls keras/PyTorch "
+        "| first step in steady steps (keras, PyTorch) | per-call overhead "
+        "| train keras/naive | bf16/fp32 "
         "| predict keras/PyTorch | LiteRT/PyTorch-eager latency |",
-        "|---|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in payload["ratios"].items():
         lines.append(
             f"| {models.label(name)} | {_cell(r['train_keras_over_torch'], 2)} "
+            f"| {_cell(r['fit_call_keras_over_torch'], 2)} "
+            f"| {_cell(r['first_step_in_steps'], 1)}, {_cell(r['torch_first_step_in_steps'], 1)} "
+            f"| {_percent(r['per_call_overhead'])} "
             f"| {_cell(r['train_keras_over_naive'], 2)} | {_cell(r['train_bf16_over_fp32'], 2)} "
             f"| {_cell(r['predict_keras_over_torch'], 2)} "
             f"| {_cell(r['litert_latency_over_torch_eager'], 2)} |"

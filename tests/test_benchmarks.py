@@ -57,6 +57,12 @@ def test_quick_run_measures_every_figure(quick_run):
         for metric in ("params", "train_fp32", "predict", "latency_ms"):
             assert _positive(values[metric]), (name, metric, values[metric])
     keras, torch = impls["keras"], impls["torch"]
+    for values in (keras, torch):
+        for metric in ("fit_call_fp32", "build_s", "first_step_s"):
+            assert _positive(values[metric]), (metric, values)
+        # A whole call includes its first step and fit's set-up: never faster.
+        assert values["fit_call_fp32"] <= values["train_fp32"] * 1.5
+    assert isinstance(keras["per_call_overhead"], float) and keras["per_call_overhead"] > -1
     # The same network: PyTorch counts the same trainable parameters.
     assert keras["params"] == torch["params"] == impls["keras_naive"]["params"]
     assert _positive(keras["train_bf16"]) and _positive(torch["train_bf16"])
@@ -70,6 +76,12 @@ def test_quick_run_measures_every_figure(quick_run):
     assert ratios["train_keras_over_torch"] == pytest.approx(
         keras["train_fp32"] / torch["train_fp32"]
     )
+    assert ratios["fit_call_keras_over_torch"] == pytest.approx(
+        keras["fit_call_fp32"] / torch["fit_call_fp32"]
+    )
+    steady_step_s = entry["batch_size"] / keras["train_fp32"]
+    assert ratios["first_step_in_steps"] == pytest.approx(keras["first_step_s"] / steady_step_s)
+    assert ratios["per_call_overhead"] == keras["per_call_overhead"]
     (pipeline,) = payload["pipeline"]
     assert pipeline["dataset"] == "fashion_mnist" and _positive(pipeline["images_per_s"])
     assert pipeline["over_training"] == pytest.approx(
@@ -80,7 +92,8 @@ def test_quick_run_measures_every_figure(quick_run):
 def test_quick_run_writes_the_markdown_table(quick_run):
     payload, table, stdout = quick_run
     assert table in stdout
-    assert "| model | implementation | params | train fp32 img/s" in table
+    assert "| model | implementation | params | train fp32 img/s | whole fit calls img/s" in table
+    assert "first step in steady steps (keras, PyTorch) | per-call overhead" in table
     for row in ("| LruNet-1 | keras_reuse |", "| LruNet-1 | PyTorch |", "naive Keras"):
         assert row in table
     assert payload["environment"]["cpu"] in table
@@ -92,6 +105,8 @@ def test_quick_run_writes_the_markdown_table(quick_run):
         (["--models=lrunet99"], "--models must name models from lrunet1"),
         (["--quick", "--steps=0"], "--steps must be >= 1. Received: 0"),
         (["--quick", "--batch_size=-4"], "--batch_size must be >= 1. Received: -4"),
+        (["--quick", "--overhead_calls=-1"], "--overhead_calls must be >= 0. Received: -1"),
+        (["--quick", "--overhead_steps=0"], "--overhead_steps must be >= 1. Received: 0"),
     ],
 )
 def test_bad_flags_are_usage_errors(tmp_path, args, message):
