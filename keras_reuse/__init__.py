@@ -3,12 +3,14 @@
 Public entry points: `keras_reuse.applications` (LruNet, the ShaResNet
 family, the model registry), `keras_reuse.layers` (reuse primitives) and
 `reuse_summary` (how any functional model reuses its layers);
-`load_lrunet_checkpoint` converts the LruNet authors' PyTorch checkpoints.
+`load_lrunet_checkpoint` converts the LruNet authors' PyTorch checkpoints;
+`compile_for_training` compiles with the papers' recipe, ready for `fit`.
 """
 
 # `optimizers` registers CoupledSGD, so compiled models we train load anywhere.
 from keras_reuse import applications, data, layers, optimizers
 from keras_reuse.applications import LruNet, create, get, list_models
+from keras_reuse.compiling import build_optimizer, compile_for_training
 from keras_reuse.export import to_tflite
 from keras_reuse.layers import ChannelShuffle, GroupedPointwiseConv
 from keras_reuse.optimizers import CoupledSGD
@@ -26,6 +28,8 @@ __all__ = [
     "ReuseSummary",
     "__version__",
     "applications",
+    "build_optimizer",
+    "compile_for_training",
     "create",
     "data",
     "get",
