@@ -15,13 +15,14 @@ Reference:
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import keras
 from keras import layers
 
-from keras_reuse.applications import _common
-from keras_reuse.applications._registry import register_model
+from keras_reuse.applications import _common, lrunet_presets
+from keras_reuse.applications._registry import register_model, register_preset
 from keras_reuse.layers import (
     ChannelShuffle,
     FusedBatchNormalization,
@@ -100,7 +101,7 @@ def _check_width(width_multiplier: Any) -> tuple[int, ...]:
 
 @register_model("lrunet")
 def LruNet(
-    num_classes: int = 10,
+    num_classes: int | None = None,
     layer_reuse: int = 14,
     width_multiplier: float = 1.0,
     dropout: float = 0.5,
@@ -115,7 +116,8 @@ def LruNet(
     """Instantiates the LruNet architecture (N-LruNet-kx in the paper).
 
     Args:
-        num_classes: Number of classes for the classifier head.
+        num_classes: Number of classes for the classifier head. Defaults
+            to the published model's with pretrained `weights`, else 10.
         layer_reuse: How many times each stage applies its convolutions (N).
         width_multiplier: Width factor k; stage widths are
             `[64, 128, 256, 512] * k`. The published models use 1 and 2.
@@ -127,8 +129,13 @@ def LruNet(
             model ends after the last stage's max pool.
         pooling: Feature pooling when `include_top=False`: None (4D
             output), "avg" or "max".
-        weights: None (random initialization) or the path to a weights file
-            saved from a model of the same configuration.
+        weights: None (random initialization); "cifar10", "cifar100" or
+            "fashion_mnist", the authors' published model of that dataset
+            at this `layer_reuse` and `width_multiplier` (shipped with the
+            package, see `lrunet_presets.PRESETS`; the input shape defaults
+            to the dataset's, and `include_top=False` loads the backbone);
+            or the path to a weights file saved from a model of the same
+            configuration.
         classifier_activation: Activation of the output. `None` returns the
             logits of the reference network.
         name: Model name.
@@ -136,12 +143,33 @@ def LruNet(
     Returns:
         A `keras.Model`.
     """
-    _common.check_positive_int("num_classes", num_classes)
     _common.check_positive_int("layer_reuse", layer_reuse)
     planes = _check_width(width_multiplier)
+    preset = None
+    if lrunet_presets.is_preset_name(weights):
+        preset = lrunet_presets.find_preset(weights, layer_reuse, width_multiplier)
+        num_classes = _preset_classes(preset, num_classes, include_top)
+        weights = None
+    elif isinstance(weights, str) and not os.path.isfile(weights):
+        raise ValueError(
+            "`weights` must be None, a published dataset ("
+            + ", ".join(repr(d) for d in lrunet_presets.DATASETS)
+            + f") or the path to a weights file. Received: weights={weights!r}"
+        )
+    num_classes = 10 if num_classes is None else num_classes
+    _common.check_positive_int("num_classes", num_classes)
     _common.check_rate("dropout", dropout)
     _common.check_top_arguments(include_top, pooling, weights, classifier_activation)
-    input_shape = _common.resolve_input_shape(input_shape, input_tensor, (32, 32, 3), _MIN_SIZE)
+    default_shape = preset.input_shape if preset else (32, 32, 3)
+    input_shape = _common.resolve_input_shape(input_shape, input_tensor, default_shape, _MIN_SIZE)
+    preset_path = None
+    if preset is not None:
+        if input_shape[-1] != preset.input_shape[-1]:
+            raise ValueError(
+                f"weights={preset.dataset!r} was trained on {preset.input_shape[-1]}-channel "
+                f"images {preset.input_shape}. Received: input_shape={input_shape!r}"
+            )
+        preset_path = lrunet_presets.verified_weights_path(preset)
     img_input, inputs = _common.model_inputs(input_shape, input_tensor)
 
     # The authors' stem always has 64 filters and is duplicated for the 2x
@@ -189,4 +217,53 @@ def LruNet(
         x = _common.classifier_output(x, classifier_activation)
     else:
         x = _common.pool_features(x, pooling)
-    return _common.finish_model(inputs, x, name, weights)
+    model = _common.finish_model(inputs, x, name, weights)
+    if preset is not None:
+        _load_preset(model, preset, preset_path, include_top)
+    return model
+
+
+def _preset_classes(preset: lrunet_presets.LruNetPreset, num_classes: Any, include_top: Any) -> int:
+    """The classifier size with published weights: the checkpoint's."""
+    if num_classes is None or not include_top:
+        return preset.num_classes if num_classes is None else num_classes
+    if num_classes != preset.num_classes:
+        raise ValueError(
+            f"weights={preset.dataset!r} has a {preset.num_classes}-class classifier "
+            f"(preset {preset.name!r}); with include_top=True num_classes must be "
+            f"{preset.num_classes} (or use include_top=False and a head of your own). "
+            f"Received: num_classes={num_classes!r}"
+        )
+    return num_classes
+
+
+def _load_preset(
+    model: keras.Model, preset: lrunet_presets.LruNetPreset, path: str, include_top: bool
+) -> None:
+    """Loads a verified preset file into `model` (whole, or its backbone)."""
+    if include_top and tuple(model.input_shape[1:]) == preset.input_shape:
+        model.load_weights(path)
+        return
+    # Another input size or no classifier: load the published network, then
+    # copy every layer `model` has (names are positions, so they match).
+    reference = LruNet(
+        num_classes=preset.num_classes,
+        layer_reuse=preset.layer_reuse,
+        width_multiplier=preset.width_multiplier,
+        input_shape=preset.input_shape,
+        classifier_activation=None,
+    )
+    reference.load_weights(path)
+    for layer in model.layers:
+        if layer.weights:
+            layer.set_weights(reference.get_layer(layer.name).get_weights())
+
+
+for _preset in lrunet_presets.PRESETS.values():
+    register_preset(
+        _preset.name,
+        "lrunet",
+        weights=_preset.dataset,
+        layer_reuse=_preset.layer_reuse,
+        width_multiplier=_preset.width_multiplier,
+    )
