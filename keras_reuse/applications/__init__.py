@@ -2,10 +2,13 @@
 
 Every constructor follows `keras.applications` conventions and registers
 itself by name: `get("lrunet")` returns `LruNet`, `create("sharesnet50",
-num_classes=10)` builds a model, `list_models()` lists them.
+num_classes=10)` builds a model, `list_models()` lists them
+(`list_models(pretrained=True)` the published weights), and
+`feature_extractor(model)` returns every stage's output.
 """
 
 from keras_reuse.applications._registry import create, get, list_models
+from keras_reuse.applications.features import feature_extractor
 from keras_reuse.applications.lrunet import LruNet
 from keras_reuse.applications.sharesnet import (
     ShaResNet18,
@@ -27,6 +30,7 @@ __all__ = [
     "ShaResNet164",
     "WideShaResNet",
     "create",
+    "feature_extractor",
     "get",
     "list_models",
 ]
