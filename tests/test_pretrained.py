@@ -1,8 +1,10 @@
 """The authors' published LruNet checkpoints in Keras: logits, accuracy, CLI, bad files.
 
 Every converted model is checked against the PyTorch reference network
-(benchmarks/torch_lrunet.py) loaded from the same checkpoint. The accuracies
-measured with the authors' code are reproduced in test_accuracy_*.py.
+(benchmarks/torch_lrunet.py) loaded from the same checkpoint, and against
+the weights file the package ships for it (its preset). The accuracies
+measured with the authors' code are reproduced, by the shipped presets, in
+test_accuracy_*.py.
 """
 
 import functools
@@ -20,23 +22,12 @@ from absl import flags
 
 import keras_reuse
 from benchmarks.torch_lrunet import TorchLruNet
-from keras_reuse import cli, data
+from keras_reuse import applications, cli, data
+from keras_reuse.applications.lrunet_presets import PRESETS
 from keras_reuse.pretrained import load_lrunet_checkpoint
 
 CHECKPOINTS = Path(__file__).resolve().parents[2] / "shared" / "pretrained" / "lrunet-pytorch"
 FMNIST_LRU1 = CHECKPOINTS / "fashionmnist-lru1-ckpt-09117.t7"
-
-# What each published file holds (../shared/pretrained/lrunet-pytorch, the
-# papers' names): classes, reuse count, width, input shape.
-PUBLISHED = {
-    "cifar10-lru1-ckpt-08391.t7": (10, 1, 1, (32, 32, 3)),
-    "cifar10-lru14-ckpt-08934.t7": (10, 14, 1, (32, 32, 3)),
-    "cifar100-lru1-2x-ckpt-06322.t7": (100, 1, 2, (32, 32, 3)),
-    "cifar100-lru14-2x-ckpt-06884.t7": (100, 14, 2, (32, 32, 3)),
-    "fashionmnist-lru1-ckpt-09117.t7": (10, 1, 1, (28, 28, 1)),
-    "fashionmnist-lru10-ckpt-09346.t7": (10, 10, 1, (28, 28, 1)),
-}
-
 
 @functools.cache
 def _converted(filename: str) -> keras.Model:
@@ -55,14 +46,22 @@ def _real_images(shape: tuple, count: int) -> np.ndarray:
     return images.numpy()
 
 
-@pytest.mark.parametrize("filename", sorted(PUBLISHED))
-def test_converted_checkpoint_gives_the_pytorch_logits(filename):
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_converted_checkpoint_gives_the_pytorch_logits(name):
+    preset = PRESETS[name]
+    filename, input_shape = preset.checkpoint, preset.input_shape
     path = CHECKPOINTS / filename
     model = _converted(filename)
-    num_classes, layer_reuse, width, input_shape = PUBLISHED[filename]
     assert model.input_shape[1:] == input_shape
-    assert model.output_shape == (None, num_classes)
-    assert _reuse_and_width(model) == (layer_reuse, width)
+    assert model.output_shape == (None, preset.num_classes)
+    assert _reuse_and_width(model) == (preset.layer_reuse, preset.width_multiplier)
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == preset.trainable_params
+
+    # The shipped weights file is this conversion, tensor for tensor.
+    shipped = applications.create(name, classifier_activation=None)
+    assert [w.path for w in shipped.weights] == [w.path for w in model.weights]
+    for ours, converted in zip(shipped.weights, model.weights, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), converted.numpy())
 
     reference = TorchLruNet.from_checkpoint(path)
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == sum(
