@@ -2,8 +2,9 @@
 
     TFDS_DATA_DIR=../shared/tensorflow_datasets python -m benchmarks.export_table
 
-Converts the authors' published LruNet checkpoints (Fashion-MNIST LruNet-1
-and LruNet-10, CIFAR-10 LruNet-14) with `keras_reuse.pretrained`, exports
+Builds the authors' published LruNets (Fashion-MNIST LruNet-1 and LruNet-10,
+CIFAR-10 LruNet-14) from the package's presets (`lrunet_presets.PRESETS`,
+no torch needed), exports
 each in every mode of `keras_reuse.export.to_tflite` (float32, float32 with
 `fold_batchnorm=True`, float16, dynamic, int8 and int16x8 calibrated on
 training images), verifies each file with LiteRT on the whole test split (accuracy
@@ -17,7 +18,6 @@ import json
 import os
 import platform
 import tempfile
-from pathlib import Path
 
 from absl import app, flags, logging
 
@@ -25,11 +25,6 @@ from benchmarks import measure
 from keras_reuse.callbacks import write_text_atomic
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string(
-    "checkpoints",
-    str(Path(__file__).resolve().parents[2] / "shared" / "pretrained" / "lrunet-pytorch"),
-    "Directory of the published LruNet checkpoints.",
-)
 flags.DEFINE_list("models", ["fmnist_lru1", "fmnist_lru10", "cifar10_lru14"], "Rows to measure.")
 flags.DEFINE_integer("calibration", 500, "Training images that calibrate int8 and int16x8.")
 flags.DEFINE_integer("test_examples", None, "Verify on this many test images (default: all).")
@@ -37,11 +32,11 @@ flags.DEFINE_integer("latency_calls", 200, "Batch-1 invokes per latency median."
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).")
 flags.DEFINE_string("output_dir", "benchmarks/results", "Where export.json/.md go.")
 
-# name -> (checkpoint file, dataset, label)
+# row name -> preset (keras_reuse/applications/lrunet_presets.py)
 CHECKPOINTS = {
-    "fmnist_lru1": ("fashionmnist-lru1-ckpt-09117.t7", "fashion_mnist", "LruNet-1"),
-    "fmnist_lru10": ("fashionmnist-lru10-ckpt-09346.t7", "fashion_mnist", "LruNet-10"),
-    "cifar10_lru14": ("cifar10-lru14-ckpt-08934.t7", "cifar10_jpeg", "LruNet-14"),
+    "fmnist_lru1": "lrunet1_fashion_mnist",
+    "fmnist_lru10": "lrunet10_fashion_mnist",
+    "cifar10_lru14": "lrunet14_cifar10",
 }
 # (column label, quantization, fold_batchnorm)
 MODES = (
@@ -58,12 +53,13 @@ def measure_checkpoint(name: str, directory: str) -> list[dict]:
     """Exports one checkpoint in every mode; returns one row per mode."""
     import keras
 
-    from keras_reuse import data
+    from keras_reuse import applications, data
+    from keras_reuse.applications.lrunet_presets import PRESETS
     from keras_reuse.export import CALIBRATED, to_tflite
-    from keras_reuse.pretrained import load_lrunet_checkpoint
 
-    filename, dataset, label = CHECKPOINTS[name]
-    model = load_lrunet_checkpoint(os.path.join(FLAGS.checkpoints, filename))
+    preset = PRESETS[CHECKPOINTS[name]]
+    dataset, label = preset.eval_dataset, f"LruNet-{preset.layer_reuse}"
+    model = applications.create(preset.name, classifier_activation=None)
     params = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
     keras_path = os.path.join(directory, f"{name}.keras")
     model.save(keras_path)
@@ -95,7 +91,8 @@ def measure_checkpoint(name: str, directory: str) -> list[dict]:
             {
                 "model": label,
                 "dataset": dataset,
-                "checkpoint": filename,
+                "checkpoint": preset.checkpoint,
+                "preset": preset.name,
                 "trainable_params": params,
                 "keras_bytes": os.path.getsize(keras_path),
                 "mode": mode,

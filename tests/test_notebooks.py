@@ -43,7 +43,9 @@ SMALL = {
         TEST_EXAMPLES=64,
         BATCH_SIZE=64,
     ),
-    "05_pretrained_lrunet.ipynb": dict(CHECKPOINT_DIR=PRETRAINED, TEST_EXAMPLES=256),
+    "05_pretrained_lrunet.ipynb": dict(
+        CHECKPOINT_DIR=PRETRAINED, TEST_EXAMPLES=256, FINETUNE_EXAMPLES=256, FINETUNE_EPOCHS=1
+    ),
 }
 NOTEBOOKS = sorted(name for name in os.listdir(NOTEBOOK_DIR) if name.endswith(".ipynb"))
 
