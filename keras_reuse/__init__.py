@@ -9,7 +9,7 @@ family, the model registry), `keras_reuse.layers` (reuse primitives) and
 
 # `optimizers` registers CoupledSGD, so compiled models we train load anywhere.
 from keras_reuse import applications, data, layers, optimizers
-from keras_reuse.applications import LruNet, create, get, list_models
+from keras_reuse.applications import LruNet, create, feature_extractor, get, list_models
 from keras_reuse.compiling import build_optimizer, compile_for_training
 from keras_reuse.export import to_tflite
 from keras_reuse.layers import ChannelShuffle, GroupedPointwiseConv
@@ -31,6 +31,7 @@ __all__ = [
     "build_optimizer",
     "compile_for_training",
     "create",
+    "feature_extractor",
     "data",
     "get",
     "layers",
