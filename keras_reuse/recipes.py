@@ -12,7 +12,7 @@ the test accuracy of the authors' published checkpoint of that network
 can state the paper's number next to ours.
 
 `quick` is the Quickstart's job: LruNet-1 (the fastest LruNet: 11
-convolutions deep instead of 83 for LruNet-10) for one epoch on a third of
+convolutions deep instead of 83 for LruNet-10) for one epoch on 60% of
 Fashion-MNIST with a small batch, linear warm-up then cosine decay, and
 precise BatchNorm statistics, so that a CPU run of a few minutes visibly
 learns. Its reference is the full recipe of the same network.
@@ -77,7 +77,7 @@ RECIPES: dict[str, Recipe] = {
                 width_multiplier=1.0,
                 dropout=0.5,
                 epochs=1,
-                max_train_examples=20_000,
+                max_train_examples=36_000,
                 max_eval_examples=None,
                 steps_per_epoch=None,
                 batch_size=64,
@@ -90,7 +90,7 @@ RECIPES: dict[str, Recipe] = {
             ),
             None,
             "lrunet1_fashion_mnist",
-            "LruNet-1, 1 epoch on 20,000 Fashion-MNIST images, batch 64, warm-up + cosine, "
+            "LruNet-1, 1 epoch on 36,000 Fashion-MNIST images, batch 64, warm-up + cosine, "
             "precise BatchNorm (a few minutes on a CPU)",
         ),
         _published(

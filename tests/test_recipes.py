@@ -134,8 +134,8 @@ def test_cli_unknown_recipe_names_flag_value_and_valid_names(tmp_path):
 
 
 def test_cli_quick_recipe_at_a_smaller_size_learns_and_states_the_papers_number(tmp_path):
-    # The Quickstart's configuration on 2,048 of its 36,000 images (
-    # 32 steps): measured 0.628 here (0.602 without precise BN); chance is 0.10.
+    # The Quickstart's configuration on 2,048 of its 36,000 images (32
+    # steps): measured 0.628 here (0.602 without precise BN); chance is 0.10.
     out = tmp_path / "quick"
     proc = cli(
         "--recipe=quick",
