@@ -7,6 +7,9 @@ weights that do not match the epoch it believes it is at. Here every backup
 is written into a fresh directory and published by atomically replacing a
 one-line `latest` pointer, so a restart only ever sees a complete backup.
 
+`PreciseBatchNorm` (and `recompute_batchnorm_statistics`) replaces the
+BatchNorm moving averages by population statistics before evaluating.
+
 `ThroughputMonitor` adds `images_per_sec` (training throughput, first batch
 of each epoch excluded as warm-up) to the epoch logs, so `CSVLogger`,
 `TensorBoard` and the `History` record it.
@@ -138,3 +141,185 @@ class ThroughputMonitor(keras.callbacks.Callback):
             rate = self._batches * self.batch_size / (self._last - self._first)
             self.epoch_rates.append(rate)
             logs["images_per_sec"] = rate
+
+
+# ------------------------------------------------------------- precise BN ---
+
+
+def _batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    """Every trainable BatchNormalization (subclasses included) inside `model`."""
+    found = [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+    ]
+    # A layer reachable through two nested models is still one layer.
+    return list({id(layer): layer for layer in found}.values())
+
+
+def _images(batch):
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+def recompute_batchnorm_statistics(model: keras.Model, dataset, batches: int) -> dict[str, int]:
+    """Sets every BatchNorm's moving statistics to their population values.
+
+    Precise BatchNorm (Detectron2's `PreciseBN`, pycls's
+    `compute_precise_bn_stats`): with the weights unchanged, runs `batches`
+    batches of `dataset` through `model` in training mode and sets each
+    BatchNormalization's `moving_mean` and `moving_variance` to the mean and
+    (biased) variance of its inputs over all those examples, instead of the
+    exponential moving average that training left there, which lags the
+    weights after few or large steps. Per channel, with c_b examples'
+    positions in batch b:
+
+        mean = sum_b c_b * mean_b / sum_b c_b
+        var  = sum_b c_b * (var_b + mean_b**2) / sum_b c_b - mean**2
+
+    A BatchNorm that the model calls several times (a shared BatchNorm)
+    gets the statistics over all its calls, since its one pair of moving
+    statistics serves all of them at inference. BatchNorms with
+    `trainable=False` are left alone: Keras runs them in inference mode even
+    in training, so their statistics are deliberately frozen. Accumulation is
+    in float64. Masks are not supported (the models here have none).
+
+    Args:
+        model: A built Keras model.
+        dataset: An iterable of batches: images, or tuples whose first item
+            is the images (e.g. a `tf.data.Dataset` of `(images, labels)`).
+        batches: Number of batches to use (>= 1). A dataset that ends
+            earlier is used whole.
+
+    Returns:
+        BatchNorm layer name -> examples its statistics cover (summed over
+        its calls: a BatchNorm called twice per forward pass counts twice).
+
+    Raises:
+        ValueError: for `batches` < 1, or a dataset that yields nothing.
+    """
+    import numpy as np
+
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+        raise ValueError(f"`batches` must be an integer >= 1. Received: batches={batches!r}")
+    layers = _batchnorm_layers(model)
+    if not layers:
+        return {}
+    index = {id(layer): i for i, layer in enumerate(layers)}
+    recorded: list = []
+    originals = {}
+
+    def recording(layer):
+        original = layer.call
+
+        def call(inputs, *args, **kwargs):
+            x = keras.ops.cast(inputs, "float32")
+            axis = layer.axis % len(x.shape)
+            reduce = [a for a in range(len(x.shape)) if a != axis]
+            mean = keras.ops.mean(x, axis=reduce, keepdims=True)
+            # The batch's own (biased) variance, as the layer computes it;
+            # E[x^2] - mean^2 in float32 would cancel badly for large means.
+            variance = keras.ops.mean(keras.ops.square(x - mean), axis=reduce)
+            count = keras.ops.shape(x)[0]
+            recorded.append((index[id(layer)], count, keras.ops.squeeze(mean), variance))
+            return original(inputs, *args, **kwargs)
+
+        return call
+
+    def forward(images):
+        recorded.clear()
+        model(images, training=True)
+        return list(recorded)
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        forward = tf.function(forward, reduce_retracing=True)
+
+    sums = [
+        [0.0, np.zeros(layer.moving_mean.shape), np.zeros(layer.moving_mean.shape)]
+        for layer in layers
+    ]
+    for layer in layers:
+        originals[layer] = layer.__dict__.get("call")
+        object.__setattr__(layer, "call", recording(layer))
+    try:
+        used = 0
+        for batch in dataset:
+            if used == batches:
+                break
+            for i, count, mean, variance in forward(_images(batch)):
+                # Every position of an example counts alike, so weighting a
+                # call by its examples weights it by its positions.
+                count = float(keras.ops.convert_to_numpy(count))
+                mean = keras.ops.convert_to_numpy(mean).astype(np.float64).reshape(-1)
+                variance = keras.ops.convert_to_numpy(variance).astype(np.float64).reshape(-1)
+                sums[i][0] += count
+                sums[i][1] += count * mean
+                sums[i][2] += count * (variance + mean**2)
+            used += 1
+    finally:
+        for layer, original in originals.items():
+            if original is None:
+                object.__delattr__(layer, "call")
+            else:
+                object.__setattr__(layer, "call", original)
+    if used == 0:
+        raise ValueError("`dataset` yielded no batch to compute BatchNorm statistics from.")
+    covered = {}
+    for layer, (count, mean_sum, square_sum) in zip(layers, sums, strict=True):
+        if count == 0:  # not on the forward path
+            continue
+        mean = mean_sum / count
+        variance = np.maximum(square_sum / count - mean**2, 0.0)
+        layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
+        layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
+        covered[layer.name] = int(count)
+    return covered
+
+
+class PreciseBatchNorm(keras.callbacks.Callback):
+    """Recomputes BatchNorm statistics before every evaluation during `fit`.
+
+    Calls `recompute_batchnorm_statistics(model, dataset, batches)` when
+    `fit` starts an epoch's validation (`on_test_begin`), so the validation
+    metrics, and the backups and model saved at epoch end, use population
+    statistics; in an epoch without validation it recomputes at the epoch's
+    end. Training itself is unchanged: training-mode BatchNorm normalizes
+    with the batch's statistics and the moving averages continue from the
+    recomputed values.
+
+    Args:
+        dataset: Batches to compute the statistics from, usually the
+            training data (augmented, as the authors' PreciseBN does).
+        batches: Batches per recomputation (>= 1).
+    """
+
+    def __init__(self, dataset, batches: int):
+        super().__init__()
+        if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+            raise ValueError(f"`batches` must be an integer >= 1. Received: batches={batches!r}")
+        self.dataset = dataset
+        self.batches = batches
+        self._in_fit = False
+        self._done_this_epoch = False
+
+    def on_train_begin(self, logs=None):
+        self._in_fit = True
+
+    def on_train_end(self, logs=None):
+        self._in_fit = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._done_this_epoch = False
+
+    def _recompute(self) -> None:
+        recompute_batchnorm_statistics(self.model, self.dataset, self.batches)
+        self._done_this_epoch = True
+
+    def on_test_begin(self, logs=None):
+        if self._in_fit:
+            self._recompute()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self._done_this_epoch:
+            self._recompute()

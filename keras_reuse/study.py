@@ -1,17 +1,28 @@
 """The layer-reuse study: LruNet trained at several reuse counts on one budget, tabled and plotted.
 
-`run_study(reuse=(1, 2, 4, 8, 10), config=TrainConfig(...))` trains
-N-LruNet for every N with `keras_reuse.training.train`, the same
-configuration and seed for all (only `layer_reuse` differs), and writes to
-`output_dir`:
+`run_study(reuse=(1, 2, 4, 8, 10), config=TrainConfig(...), seeds=(0, 1))`
+trains N-LruNet for every N and seed with `keras_reuse.training.train`, the
+same configuration for all (only `layer_reuse` and `seed` differ), and
+writes to `output_dir`:
 
-- `lrunet_reuse{N}/`: each run's own output (model, metrics, results.json);
-- `layer_reuse_study.csv`: one row per N (rewritten after every run);
-- `layer_reuse_study_accuracy.png`: test accuracy against N;
+- `lrunet_reuse{N}_seed{S}/`: each run's own output (model, metrics.csv,
+  results.json, the per-epoch backup it resumes from);
+- `layer_reuse_study.csv`: one row per (N, seed), the final result
+  (rewritten after every run);
+- `layer_reuse_study_epochs.csv`: one row per (N, seed, epoch): the test
+  accuracy and loss after every epoch, and the training ones;
+- `layer_reuse_study_accuracy.png`: final test accuracy against N (mean,
+  error bars one standard deviation over the seeds);
+- `layer_reuse_study_epochs.png`: test accuracy against epoch per N (mean,
+  shaded one standard deviation over the seeds);
 - `layer_reuse_study_params.png`: trainable parameters against N (and what
   the unrolled network, one layer per call, would have);
 - `layer_reuse_study_depth.png`: test accuracy against unrolled depth;
-- `layer_reuse_study.png`: the three side by side.
+- `layer_reuse_study.png`: the four side by side.
+
+A killed study started again with `resume=True` (`--resume`) takes the
+finished runs as they are and continues the unfinished one from its last
+completed epoch (`training.train(..., resume=True)`).
 
 Unrolled depth is the number of convolution calls on the input-to-output
 path, 8N + 3 for LruNet (stem, 4 stages x N x depthwise + pointwise, two
@@ -27,27 +38,31 @@ import dataclasses
 import io
 import json
 import os
+import statistics
 import tempfile
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from keras_reuse import applications, data, training
-from keras_reuse.callbacks import write_text_atomic
+from keras_reuse.callbacks import latest_backup_epoch, write_text_atomic
 from keras_reuse.summary import reuse_summary
 
 CSV_NAME = "layer_reuse_study.csv"
+EPOCHS_CSV_NAME = "layer_reuse_study_epochs.csv"
 PLOT_NAMES = {
     "overview": "layer_reuse_study.png",
     "accuracy": "layer_reuse_study_accuracy.png",
+    "epochs": "layer_reuse_study_epochs.png",
     "params": "layer_reuse_study_params.png",
     "depth": "layer_reuse_study_depth.png",
 }
 COLUMNS = (
     "layer_reuse",
+    "seed",
     "unrolled_depth",
     "trainable_params",
     "unrolled_params",
@@ -58,16 +73,26 @@ COLUMNS = (
     "images_per_sec",
     "wall_time_s",
 )
+EPOCH_COLUMNS = (
+    "layer_reuse",
+    "seed",
+    "epoch",
+    "test_accuracy",
+    "test_loss",
+    "train_accuracy",
+    "train_loss",
+)
 # Fields the study sets per run, or that do not change what is trained.
-_PER_RUN_FIELDS = ("output_dir", "layer_reuse", "resume", "verbose")
+_PER_RUN_FIELDS = ("output_dir", "layer_reuse", "seed", "resume", "verbose")
 
 
 @dataclasses.dataclass(frozen=True)
 class StudyRow:
-    """One reuse count's result; the columns of the CSV.
+    """One run's result (a reuse count and a seed); the columns of the CSV.
 
     Attributes:
         layer_reuse: N, reuses per stage.
+        seed: The run's random seed (weights, data order, augmentation).
         unrolled_depth: Convolution calls on the input-to-output path.
         trainable_params: Trainable parameters (shared ones once).
         unrolled_params: Trainable parameters with one layer per call.
@@ -80,6 +105,7 @@ class StudyRow:
     """
 
     layer_reuse: int
+    seed: int
     unrolled_depth: int
     trainable_params: int
     unrolled_params: int
@@ -92,20 +118,47 @@ class StudyRow:
 
 
 @dataclasses.dataclass(frozen=True)
+class EpochRow:
+    """One epoch of one run; the columns of the per-epoch CSV.
+
+    Attributes:
+        layer_reuse: N.
+        seed: The run's seed.
+        epoch: Epochs completed (1 for the first).
+        test_accuracy: Accuracy on the evaluation split after this epoch.
+        test_loss: Loss on the evaluation split after this epoch.
+        train_accuracy: Training accuracy over the epoch (running, augmented).
+        train_loss: Training loss over the epoch.
+    """
+
+    layer_reuse: int
+    seed: int
+    epoch: int
+    test_accuracy: float
+    test_loss: float
+    train_accuracy: float
+    train_loss: float
+
+
+@dataclasses.dataclass(frozen=True)
 class StudyResult:
     """What `run_study` wrote.
 
     Attributes:
-        rows: One `StudyRow` per reuse count, in increasing N.
+        rows: One `StudyRow` per (N, seed), in increasing N, then seed.
+        epoch_rows: One `EpochRow` per (N, seed, epoch).
         csv_path: Path of the CSV table.
-        plots: Plot name ("overview", "accuracy", "params", "depth") -> PNG path.
-        run_dirs: N -> that run's output directory.
+        epochs_csv_path: Path of the per-epoch CSV.
+        plots: Plot name ("overview", "accuracy", "epochs", "params", "depth") -> PNG path.
+        run_dirs: (N, seed) -> that run's output directory.
     """
 
     rows: tuple[StudyRow, ...]
+    epoch_rows: tuple[EpochRow, ...]
     csv_path: str
+    epochs_csv_path: str
     plots: dict[str, str]
-    run_dirs: dict[int, str]
+    run_dirs: dict[tuple[int, int], str]
 
 
 def _check_reuse(reuse: Any) -> tuple[int, ...]:
@@ -134,8 +187,41 @@ def unrolled_depth(model: Any) -> int:
     return sum(row.calls for row in reuse_summary(model).layers if row.macs > 0)
 
 
-def _run_config(base: training.TrainConfig, n: int, run_dir: str) -> training.TrainConfig:
-    return dataclasses.replace(base, layer_reuse=n, output_dir=run_dir, resume=True)
+def _check_seeds(seeds: Any) -> tuple[int, ...]:
+    values = tuple(seeds) if isinstance(seeds, (list, tuple)) else None
+    if not values or not all(isinstance(s, int) and not isinstance(s, bool) for s in values):
+        raise ValueError(
+            f"`seeds` must be a non-empty sequence of integers. Received: seeds={seeds!r}"
+        )
+    if len(set(values)) != len(values):
+        raise ValueError(f"`seeds` must not repeat a seed. Received: seeds={seeds!r}")
+    return values
+
+
+def _run_config(
+    base: training.TrainConfig, n: int, seed: int, run_dir: str
+) -> training.TrainConfig:
+    return dataclasses.replace(base, layer_reuse=n, seed=seed, output_dir=run_dir, resume=True)
+
+
+def read_run_epochs(run_dir: str, n: int, seed: int) -> list[EpochRow]:
+    """The per-epoch rows of one run, from its `metrics.csv` (empty if none yet)."""
+    path = os.path.join(run_dir, "metrics.csv")
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="") as f:
+        return [
+            EpochRow(
+                layer_reuse=n,
+                seed=seed,
+                epoch=int(record["epoch"]) + 1,
+                test_accuracy=float(record["val_accuracy"]),
+                test_loss=float(record["val_loss"]),
+                train_accuracy=float(record["accuracy"]),
+                train_loss=float(record["loss"]),
+            )
+            for record in csv.DictReader(f)
+        ]
 
 
 def _finished_results(config: training.TrainConfig) -> dict[str, Any] | None:
@@ -165,29 +251,31 @@ def _finished_results(config: training.TrainConfig) -> dict[str, Any] | None:
     return results if results.get("epochs_completed") == config.epochs else None
 
 
-def _csv_text(rows: Sequence[StudyRow]) -> str:
+def _csv_text(rows: Sequence[Any], columns: Sequence[str] = COLUMNS) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    writer.writerow(columns)
     for row in rows:
         values = dataclasses.asdict(row)
         # repr: the shortest text that reads back as the same float.
         writer.writerow(
-            repr(values[c]) if isinstance(values[c], float) else values[c] for c in COLUMNS
+            repr(values[c]) if isinstance(values[c], float) else values[c] for c in columns
         )
     return buffer.getvalue()
 
 
-def read_csv(path: str) -> list[StudyRow]:
-    """Reads a study CSV back into `StudyRow`s.
+def read_csv(path: str, row_type: type = StudyRow) -> list[Any]:
+    """Reads a study CSV back into rows.
 
     Args:
-        path: A `layer_reuse_study.csv`.
+        path: A `layer_reuse_study.csv` (or `layer_reuse_study_epochs.csv`
+            with `row_type=EpochRow`).
+        row_type: `StudyRow` or `EpochRow`.
 
     Returns:
         Its rows.
     """
-    types = {f.name: f.type for f in dataclasses.fields(StudyRow)}
+    types = {f.name: f.type for f in dataclasses.fields(row_type)}
     rows = []
     with open(path, newline="") as f:
         for record in csv.DictReader(f):
@@ -199,7 +287,7 @@ def read_csv(path: str) -> list[StudyRow]:
                     values[name] = int(text)
                 else:
                     values[name] = float(text)
-            rows.append(StudyRow(**values))
+            rows.append(row_type(**values))
     return rows
 
 
@@ -220,30 +308,93 @@ def _save_figure(figure: Figure, path: str) -> None:
         raise
 
 
-def _plot_accuracy(ax, rows: Sequence[StudyRow]) -> None:
-    x = [r.layer_reuse for r in rows]
-    y = [100 * r.test_accuracy for r in rows]
-    ax.plot(x, y, "o-", color="tab:blue")
-    for xi, yi in zip(x, y, strict=True):
-        ax.annotate(f"{yi:.2f}", (xi, yi), textcoords="offset points", xytext=(0, 7), ha="center")
-    ax.set_xlabel("layer reuse N (applications of each stage's convolutions)")
+def _by_reuse(rows: Sequence[StudyRow]) -> dict[int, list[StudyRow]]:
+    groups: dict[int, list[StudyRow]] = {}
+    for r in sorted(rows, key=lambda r: (r.layer_reuse, r.seed)):
+        groups.setdefault(r.layer_reuse, []).append(r)
+    return groups
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _seeds_note(rows: Sequence[StudyRow]) -> str:
+    seeds = {r.seed for r in rows}
+    return "" if len(seeds) == 1 else f" (mean ± std over {len(seeds)} seeds)"
+
+
+def _plot_accuracy_against(ax, rows: Sequence[StudyRow], depth: bool) -> None:
+    groups = _by_reuse(rows)
+    x = [g[0].unrolled_depth if depth else n for n, g in groups.items()]
+    stats = [_mean_std([100 * r.test_accuracy for r in g]) for g in groups.values()]
+    y = [m for m, _ in stats]
+    color = "tab:purple" if depth else "tab:blue"
+    ax.errorbar(x, y, yerr=[e for _, e in stats], fmt="o-", color=color, capsize=4)
+    for n, xi, yi in zip(groups, x, y, strict=True):
+        label = f"N={n}: {yi:.2f}" if depth else f"{yi:.2f}"
+        # Beside the point, clear of its error bar.
+        ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(6, 4), ha="left")
+    if depth:
+        ax.set_xlabel("unrolled depth (convolution calls, 8N + 3)")
+        ax.set_title("Final accuracy vs. unrolled depth" + _seeds_note(rows))
+    else:
+        ax.set_xlabel("layer reuse N (applications of each stage's convolutions)")
+        ax.set_title("Final accuracy vs. reuse" + _seeds_note(rows))
     ax.set_ylabel("test accuracy (%)")
     ax.set_xticks(x)
-    ax.set_title("Accuracy vs. reuse")
     ax.grid(alpha=0.3)
 
 
-def _plot_params(ax, rows: Sequence[StudyRow]) -> None:
-    x = [r.layer_reuse for r in rows]
-    ax.plot(x, [r.trainable_params / 1e3 for r in rows], "o-", color="tab:green", label="trainable")
+def _plot_accuracy(ax, rows: Sequence[StudyRow], epoch_rows: Sequence[EpochRow]) -> None:
+    _plot_accuracy_against(ax, rows, depth=False)
+
+
+def _plot_depth(ax, rows: Sequence[StudyRow], epoch_rows: Sequence[EpochRow]) -> None:
+    _plot_accuracy_against(ax, rows, depth=True)
+
+
+def _plot_epochs(ax, rows: Sequence[StudyRow], epoch_rows: Sequence[EpochRow]) -> None:
+    curves: dict[int, dict[int, list[float]]] = {}
+    for r in epoch_rows:
+        curves.setdefault(r.layer_reuse, {}).setdefault(r.epoch, []).append(100 * r.test_accuracy)
+    for i, (n, by_epoch) in enumerate(sorted(curves.items())):
+        epochs = sorted(by_epoch)
+        stats = [_mean_std(by_epoch[e]) for e in epochs]
+        mean = [m for m, _ in stats]
+        color = f"C{i}"
+        ax.plot(epochs, mean, "o-", color=color, label=f"N={n}", markersize=3)
+        ax.fill_between(
+            epochs,
+            [m - s for m, s in stats],
+            [m + s for m, s in stats],
+            color=color,
+            alpha=0.2,
+            linewidth=0,
+        )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Accuracy vs. epoch" + _seeds_note(rows).replace("mean ±", "mean, shaded ±"))
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+
+
+def _plot_params(ax, rows: Sequence[StudyRow], epoch_rows: Sequence[EpochRow]) -> None:
+    first = [g[0] for g in _by_reuse(rows).values()]
+    x = [r.layer_reuse for r in first]
+    ax.plot(
+        x, [r.trainable_params / 1e3 for r in first], "o-", color="tab:green", label="trainable"
+    )
     ax.plot(
         x,
-        [r.unrolled_params / 1e3 for r in rows],
+        [r.unrolled_params / 1e3 for r in first],
         "s--",
         color="tab:gray",
         label="unrolled (one layer per call)",
     )
-    for r in rows:
+    for r in first:
         ax.annotate(
             f"{r.trainable_params / 1e3:.0f}K",
             (r.layer_reuse, r.trainable_params / 1e3),
@@ -254,57 +405,53 @@ def _plot_params(ax, rows: Sequence[StudyRow]) -> None:
     ax.set_xlabel("layer reuse N")
     ax.set_ylabel("parameters (thousands)")
     ax.set_xticks(x)
-    ax.set_ylim(0, 1.1 * max(r.unrolled_params for r in rows) / 1e3)
+    ax.set_ylim(0, 1.1 * max(r.unrolled_params for r in first) / 1e3)
     ax.set_title("Parameters vs. reuse")
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
 
 
-def _plot_depth(ax, rows: Sequence[StudyRow]) -> None:
-    x = [r.unrolled_depth for r in rows]
-    y = [100 * r.test_accuracy for r in rows]
-    ax.plot(x, y, "o-", color="tab:purple")
-    for r, xi, yi in zip(rows, x, y, strict=True):
-        ax.annotate(
-            f"N={r.layer_reuse}", (xi, yi), textcoords="offset points", xytext=(0, 7), ha="center"
-        )
-    ax.set_xlabel("unrolled depth (convolution calls, 8N + 3)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_xticks(x)
-    ax.set_title("Accuracy vs. unrolled depth")
-    ax.grid(alpha=0.3)
-
-
 def _pad_accuracy_axis(ax, rows: Sequence[StudyRow]) -> None:
-    y = [100 * r.test_accuracy for r in rows]
-    span = max(max(y) - min(y), 1.0)
-    ax.set_ylim(min(y) - 0.25 * span, max(y) + 0.35 * span)
+    stats = [_mean_std([100 * r.test_accuracy for r in g]) for g in _by_reuse(rows).values()]
+    low = min(m - s for m, s in stats)
+    high = max(m + s for m, s in stats)
+    span = max(high - low, 1.0)
+    ax.set_ylim(low - 0.25 * span, high + 0.35 * span)
 
 
-def plot(rows: Sequence[StudyRow], output_dir: str, title: str = "") -> dict[str, str]:
+def plot(
+    rows: Sequence[StudyRow],
+    output_dir: str,
+    title: str = "",
+    epoch_rows: Sequence[EpochRow] = (),
+) -> dict[str, str]:
     """Draws the study's plots as PNG files.
 
     Args:
-        rows: The study's rows (any order).
+        rows: The study's rows (any order; several seeds per N are averaged).
         output_dir: Existing directory for the PNGs.
         title: Suptitle, e.g. the dataset and budget.
+        epoch_rows: The per-epoch rows; without them there is no
+            accuracy-against-epoch plot.
 
     Returns:
-        Plot name ("overview", "accuracy", "params", "depth") -> path.
+        Plot name ("overview", "accuracy", "epochs", "params", "depth") -> path.
 
     Raises:
         ValueError: if `rows` is empty.
     """
     if not rows:
         raise ValueError("`rows` must hold at least one study row. Received: rows=[]")
-    rows = sorted(rows, key=lambda r: r.layer_reuse)
-    drawers = {"accuracy": _plot_accuracy, "params": _plot_params, "depth": _plot_depth}
+    drawers = {"accuracy": _plot_accuracy}
+    if epoch_rows:
+        drawers["epochs"] = _plot_epochs
+    drawers.update(params=_plot_params, depth=_plot_depth)
     paths = {}
-    overview = Figure(figsize=(17, 5.2), layout="constrained")
-    axes = overview.subplots(1, 3)
+    overview = Figure(figsize=(5.7 * len(drawers), 5.2), layout="constrained")
+    axes = overview.subplots(1, len(drawers))
     for ax, (name, draw) in zip(axes, drawers.items(), strict=True):
-        draw(ax, rows)
-        if name != "params":
+        draw(ax, rows, epoch_rows)
+        if name in ("accuracy", "depth"):
             _pad_accuracy_axis(ax, rows)
     if title:
         overview.suptitle(title)
@@ -313,8 +460,8 @@ def plot(rows: Sequence[StudyRow], output_dir: str, title: str = "") -> dict[str
     for name, draw in drawers.items():
         figure = Figure(figsize=(6.4, 4.8), layout="constrained")
         ax = figure.subplots()
-        draw(ax, rows)
-        if name != "params":
+        draw(ax, rows, epoch_rows)
+        if name in ("accuracy", "depth"):
             _pad_accuracy_axis(ax, rows)
         if title:
             # One panel is narrow: break the title instead of clipping it.
@@ -324,12 +471,22 @@ def plot(rows: Sequence[StudyRow], output_dir: str, title: str = "") -> dict[str
     return paths
 
 
-def describe_budget(config: training.TrainConfig, num_train: int, num_eval: int) -> str:
+def describe_budget(
+    config: training.TrainConfig,
+    num_train: int,
+    num_eval: int,
+    seeds: Sequence[int] | None = None,
+) -> str:
     """A one-line description of the shared budget, used as the plots' title."""
+    seeds = (config.seed,) if seeds is None else tuple(seeds)
+    seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
+    precise = f", precise BN over {config.precise_bn_batches} batches" * bool(
+        config.precise_bn_batches
+    )
     return (
         f"LruNet-{config.width_multiplier or 1:g}x on {config.dataset}: "
         f"{config.epochs} epoch(s) on {num_train:,} training images, batch {config.batch_size}, "
-        f"lr {config.learning_rate:g} ({config.schedule}), seed {config.seed}; "
+        f"lr {config.learning_rate:g} ({config.schedule}){precise}, {seed_text}; "
         f"accuracy on {num_eval:,} test images"
     )
 
@@ -342,20 +499,25 @@ def run_study(
     output_dir: str = "runs/layer_reuse_study",
     config: training.TrainConfig | None = None,
     resume: bool = False,
+    seeds: Sequence[int] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> StudyResult:
-    """Trains LruNet at each reuse count with one budget and seed, then tables and plots it.
+    """Trains LruNet at each reuse count and seed with one budget, then tables and plots it.
 
     Args:
         reuse: The reuse counts N to train.
-        output_dir: Where the runs, the CSV and the plots go.
+        output_dir: Where the runs, the CSVs and the plots go.
         config: The budget shared by every run (dataset, epochs, batch size,
-            learning rate, seed, example limits, ...); its `model` must be
-            "lrunet". `layer_reuse`, `output_dir` and `resume` are set per
-            run. Defaults to `TrainConfig(dataset="fashion_mnist", epochs=10)`.
+            learning rate, precise BN, example limits, ...); its `model` must
+            be "lrunet". `layer_reuse`, `seed`, `output_dir` and `resume` are
+            set per run. Defaults to `TrainConfig(dataset="fashion_mnist", epochs=10)`.
         resume: Continue a study in `output_dir`: finished runs of the same
-            configuration are taken as they are, unfinished ones resume from
-            their last epoch. Without it, a directory that already holds a
-            study is refused.
+            configuration are taken as they are, an unfinished one resumes
+            from its last completed epoch. Without it, a directory that
+            already holds a study is refused.
+        seeds: The seeds to train every N with; defaults to `(config.seed,)`.
+        progress: Called with a line before and after every run (e.g.
+            `print`); None for silence.
 
     Returns:
         A `StudyResult`.
@@ -371,13 +533,15 @@ def run_study(
         config = training.TrainConfig(dataset="fashion_mnist", epochs=10)
     if not isinstance(config, training.TrainConfig):
         raise ValueError(f"`config` must be a TrainConfig. Received: config={config!r}")
+    seed_values = _check_seeds((config.seed,) if seeds is None else seeds)
     if config.model != "lrunet":
         raise training.ConfigError("model", config.model, "the layer-reuse study trains lrunet")
     if config.export_tflite:
         raise training.ConfigError("export_tflite", True, "not part of the study")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise training.ConfigError("output_dir", output_dir, "exists and is not a directory")
-    run_dirs = {n: os.path.join(output_dir, f"lrunet_reuse{n}") for n in counts}
+    keys = [(n, seed) for n in counts for seed in seed_values]
+    run_dirs = {(n, s): os.path.join(output_dir, f"lrunet_reuse{n}_seed{s}") for n, s in keys}
     existing = [d for d in run_dirs.values() if os.path.exists(d)]
     if os.path.exists(os.path.join(output_dir, CSV_NAME)):
         existing.append(os.path.join(output_dir, CSV_NAME))
@@ -388,14 +552,14 @@ def run_study(
             f"already holds a study ({existing[0]}); pass --resume to continue it "
             "or choose another directory",
         )
-    configs = {n: _run_config(config, n, run_dirs[n]) for n in counts}
+    configs = {(n, s): _run_config(config, n, s, run_dirs[n, s]) for n, s in keys}
     for run_config in configs.values():
         training.validate(run_config)
     try:
         info = data.info(config.dataset, data_dir=config.data_dir)
     except ValueError as error:
         raise training.ConfigError("dataset", config.dataset, str(error)) from error
-    finished = {n: _finished_results(configs[n]) for n in counts}
+    finished = {key: _finished_results(configs[key]) for key in keys}
 
     # The architecture columns come from the graph, before any training.
     depths = {}
@@ -404,19 +568,35 @@ def run_study(
             "lrunet",
             num_classes=info.num_classes,
             input_shape=info.input_shape,
-            **configs[n].model_kwargs(),
+            **configs[n, seed_values[0]].model_kwargs(),
         )
         depths[n] = unrolled_depth(model)
         del model
 
+    say = progress or (lambda line: None)
     os.makedirs(output_dir, exist_ok=True)
     csv_path = os.path.join(output_dir, CSV_NAME)
+    epochs_csv_path = os.path.join(output_dir, EPOCHS_CSV_NAME)
     rows: list[StudyRow] = []
-    for n in counts:
-        results = finished[n] or training.train(configs[n])
+    epoch_rows: list[EpochRow] = []
+    for i, (n, seed) in enumerate(keys, start=1):
+        where = f"[{i}/{len(keys)}] N={n} seed={seed}"
+        results = finished[n, seed]
+        if results is not None:
+            say(f"{where}: finished earlier, test accuracy {results['test_accuracy']:.4f}")
+        else:
+            done = latest_backup_epoch(os.path.join(run_dirs[n, seed], "backup"))
+            start = f"resuming after epoch {done}" if done else "starting"
+            say(f"{where}: {start}, {config.epochs} epoch(s) in {run_dirs[n, seed]}")
+            results = training.train(configs[n, seed])
+            say(
+                f"{where}: done, test accuracy {results['test_accuracy']:.4f} "
+                f"({results['wall_time_s']:.0f} s this session)"
+            )
         rows.append(
             StudyRow(
                 layer_reuse=n,
+                seed=seed,
                 unrolled_depth=depths[n],
                 trainable_params=results["trainable_params"],
                 unrolled_params=results["unrolled_params"],
@@ -428,28 +608,47 @@ def run_study(
                 wall_time_s=results["wall_time_s"],
             )
         )
+        epoch_rows.extend(read_run_epochs(run_dirs[n, seed], n, seed))
         write_text_atomic(csv_path, _csv_text(rows))
+        write_text_atomic(epochs_csv_path, _csv_text(epoch_rows, EPOCH_COLUMNS))
 
     train_split = "train" if "train" in info.splits else next(iter(info.splits))
     eval_split = "test" if "test" in info.splits else "validation"
     num_train = min(info.splits[train_split], config.max_train_examples or info.splits[train_split])
     num_eval = min(info.splits[eval_split], config.max_eval_examples or info.splits[eval_split])
-    plots = plot(rows, output_dir, describe_budget(config, num_train, num_eval))
-    return StudyResult(rows=tuple(rows), csv_path=csv_path, plots=plots, run_dirs=run_dirs)
+    title = describe_budget(config, num_train, num_eval, seed_values)
+    plots = plot(rows, output_dir, title, epoch_rows)
+    return StudyResult(
+        rows=tuple(rows),
+        epoch_rows=tuple(epoch_rows),
+        csv_path=csv_path,
+        epochs_csv_path=epochs_csv_path,
+        plots=plots,
+        run_dirs=run_dirs,
+    )
 
 
 def format_table(rows: Sequence[StudyRow]) -> str:
     """The study's rows as a Markdown table (accuracy in percent)."""
     header = (
-        "| N | unrolled depth | trainable params | unrolled params | MACs/example "
+        "| N | seed | unrolled depth | trainable params | unrolled params | MACs/example "
         "| test accuracy (%) | test loss | epochs | images/s |"
     )
-    lines = [header, "|" + "---|" * 9]
-    for r in sorted(rows, key=lambda r: r.layer_reuse):
+    lines = [header, "|" + "---|" * 10]
+    for r in sorted(rows, key=lambda r: (r.layer_reuse, r.seed)):
         rate = "" if r.images_per_sec is None else f"{r.images_per_sec:,.0f}"
         lines.append(
-            f"| {r.layer_reuse} | {r.unrolled_depth} | {r.trainable_params:,} "
+            f"| {r.layer_reuse} | {r.seed} | {r.unrolled_depth} | {r.trainable_params:,} "
             f"| {r.unrolled_params:,} | {r.macs_per_example:,} | {100 * r.test_accuracy:.2f} "
             f"| {r.test_loss:.4f} | {r.epochs} | {rate} |"
         )
+    return "\n".join(lines)
+
+
+def format_summary(rows: Sequence[StudyRow]) -> str:
+    """Mean ± standard deviation of the final test accuracy per N, as Markdown."""
+    lines = ["| N | seeds | test accuracy (%), mean ± std |", "|---|---|---|"]
+    for n, group in _by_reuse(rows).items():
+        mean, std = _mean_std([100 * r.test_accuracy for r in group])
+        lines.append(f"| {n} | {len(group)} | {mean:.2f} ± {std:.2f} |")
     return "\n".join(lines)

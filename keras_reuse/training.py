@@ -11,6 +11,12 @@ builds the model from the dataset's metadata, and writes to `output_dir`:
 - `results.json`: parameters, test accuracy, images/s, wall time;
 - `backup/`: the per-epoch backup that `resume=True` continues from.
 
+`precise_bn_batches=B` recomputes the BatchNorm statistics over B training
+batches before every evaluation (`keras_reuse.callbacks.PreciseBatchNorm`);
+`recipe="quick"` or a published configuration's name
+(`keras_reuse.recipes`) is recorded, and results.json then states the
+paper's accuracy next to ours.
+
 No hand-written loop: Keras callbacks do the checkpointing and logging.
 """
 
@@ -32,6 +38,7 @@ import tensorflow as tf
 from keras_reuse import applications, data, distribute, precision
 from keras_reuse.callbacks import (
     AtomicBackupAndRestore,
+    PreciseBatchNorm,
     ThroughputMonitor,
     latest_backup_epoch,
     write_text_atomic,
@@ -90,6 +97,9 @@ class TrainConfig:
     weight_decay: float = 5e-4
     momentum: float = 0.9
     schedule: str = "step"
+    warmup_epochs: float = 0.0
+    precise_bn_batches: int = 0
+    recipe: str | None = None
     mixed_precision: str = "float32"
     strategy: str = "default"
     resume: bool = False
@@ -138,6 +148,19 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError("momentum", config.momentum, "must be in [0, 1)")
     if config.schedule not in SCHEDULES:
         raise ConfigError("schedule", config.schedule, f"one of {', '.join(SCHEDULES)}")
+    if not 0 <= config.warmup_epochs < config.epochs:
+        raise ConfigError("warmup_epochs", config.warmup_epochs, "must be in [0, --epochs)")
+    if config.warmup_epochs and config.schedule != "cosine":
+        raise ConfigError("warmup_epochs", config.warmup_epochs, "needs --schedule=cosine")
+    _check_int("precise_bn_batches", config.precise_bn_batches, minimum=0)
+    if config.precise_bn_batches and config.strategy != "default":
+        raise ConfigError(
+            "precise_bn_batches", config.precise_bn_batches, "needs --strategy=default"
+        )
+    if config.recipe is not None:
+        from keras_reuse import recipes
+
+        recipes.get(config.recipe)
     if config.mixed_precision not in precision.PRECISIONS:
         raise ConfigError(
             "mixed_precision", config.mixed_precision, f"one of {', '.join(precision.PRECISIONS)}"
@@ -188,7 +211,13 @@ def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
     if config.schedule == "constant":
         return lr
     if config.schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(lr, decay_steps=total)
+        warmup = round(config.warmup_epochs * steps_per_epoch)
+        if not warmup:
+            return keras.optimizers.schedules.CosineDecay(lr, decay_steps=total)
+        # Linear from 0 to `lr` over the warm-up, then cosine to 0.
+        return keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=total - warmup, warmup_target=lr, warmup_steps=warmup
+        )
     # PiecewiseConstantDecay switches *after* a boundary step; step k is the
     # (k+1)-th update, so epoch 200 (0-based) starts at step 200 * S.
     boundaries = [
@@ -326,6 +355,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         keras.callbacks.CSVLogger(csv_path, append=True),
         keras.callbacks.TensorBoard(os.path.join(out, "logs")),
     ]
+    if config.precise_bn_batches:
+        # First: the validation, the CSV row and the backup see its statistics.
+        callbacks.insert(0, PreciseBatchNorm(train_ds, config.precise_bn_batches))
     with distribute.fit_compat(model, strategy, train_ds):
         history = model.fit(
             train_ds,
@@ -367,6 +399,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "wall_time_s": time.perf_counter() - start,
         "model_path": os.path.abspath(model_path),
     }
+    if config.recipe is not None:
+        from keras_reuse import recipes
+
+        results.update(recipes.paper_comparison(config.recipe, results["test_accuracy"]))
     if config.export_tflite and chief:
         from keras_reuse import export
 

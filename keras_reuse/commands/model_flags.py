@@ -3,13 +3,15 @@
 `define_model_flags()` declares the architecture flags and
 `model_kwargs(FLAGS, constructor)` turns the ones a constructor accepts into
 its keyword arguments; `define_recipe_flags()` declares the data and
-training-recipe flags that are `TrainConfig` fields of the same name.
+training-recipe flags that are `TrainConfig` fields of the same name;
+`define_named_recipe_flag()` declares `--recipe` and `config_values()` reads
+the flags with a named recipe's values under the ones given explicitly.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from absl import flags
@@ -100,6 +102,19 @@ def define_recipe_flags(epochs: int, flag_values: flags.FlagValues = flags.FLAGS
         "float32",
         "auto, float32, mixed_float16 or mixed_bfloat16.",
     )
+    define(
+        flags.DEFINE_float,
+        "warmup_epochs",
+        0.0,
+        "Linear learning-rate warm-up from 0 over this many epochs (with --schedule=cosine).",
+    )
+    define(
+        flags.DEFINE_integer,
+        "precise_bn_batches",
+        0,
+        "Before every evaluation, set BatchNorm statistics to their population values "
+        "over this many training batches (precise BN; 0: off).",
+    )
     define(flags.DEFINE_integer, "steps_per_epoch", None, "Steps per epoch (default: one pass).")
     define(flags.DEFINE_integer, "max_train_examples", None, "Train on the first N examples only.")
     define(
@@ -108,3 +123,34 @@ def define_recipe_flags(epochs: int, flag_values: flags.FlagValues = flags.FLAGS
         None,
         "Evaluate on the first N test examples only.",
     )
+
+
+def define_named_recipe_flag(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Declares --recipe (`keras_reuse.recipes`); a string, checked by the subcommand."""
+    from keras_reuse.recipes import RECIPES
+
+    flags.DEFINE_string(
+        "recipe",
+        None,
+        "Named recipe; flags given explicitly override its values. One of: "
+        + "; ".join(f"{r.name} ({r.description})" for r in RECIPES.values())
+        + ".",
+        flag_values=flag_values,
+    )
+
+
+def config_values(flag_values: flags.FlagValues, names: Sequence[str]) -> dict[str, Any]:
+    """The values of flags `names`, with --recipe's values where a flag was not given.
+
+    Raises:
+        keras_reuse.training.ConfigError: for an unknown --recipe.
+    """
+    values = {name: flag_values[name].value for name in names}
+    recipe = values.get("recipe")
+    if recipe is not None:
+        from keras_reuse import recipes
+
+        for name, value in recipes.values(recipe).items():
+            if name in values and not flag_values[name].present:
+                values[name] = value
+    return values

@@ -1,10 +1,12 @@
 """`keras-reuse study`: the layer-reuse study from the command line.
 
-  keras-reuse study --dataset=fashion_mnist --reuse=1,2,4,8,10 --epochs=N \
+  keras-reuse study --dataset=fashion_mnist --reuse=1,2,4,10 --seeds=0,1 --epochs=N \
       --output_dir=runs/layer_reuse_study
 
-trains LruNet at every reuse count with the same budget and seed and writes
-the CSV and PNG plots of `keras_reuse.study`. Budget flags are the
+trains LruNet at every reuse count and seed with the same budget and writes
+the CSVs (final and per-epoch test accuracy) and PNG plots of
+`keras_reuse.study`, printing its progress; `--resume` continues a killed
+study from the last completed epoch. Budget flags are the
 `keras-reuse train` flags of the same name. Bad flags end the program with
 a one-line error naming the flag and exit code 2, before anything is
 written.
@@ -25,7 +27,7 @@ flags.DEFINE_boolean("resume", False, "Continue the study in --output_dir.")
 define_recipe_flags(epochs=10)
 flags.DEFINE_float("width_multiplier", None, "LruNet width multiplier (default 1).")
 flags.DEFINE_float("dropout", None, "Dropout before the classifier (default 0.5).")
-flags.DEFINE_integer("seed", 0, "Random seed, the same for every run.")
+flags.DEFINE_list("seeds", ["0"], "Seeds to train every N with, e.g. 0,1.")
 flags.DEFINE_integer("verbose", 2, "Keras fit verbosity: 0, 1 (progress bar) or 2 (per epoch).")
 
 # Flags that are `TrainConfig` fields of the same name.
@@ -44,7 +46,8 @@ _CONFIG_FLAGS = (
     "steps_per_epoch",
     "max_train_examples",
     "max_eval_examples",
-    "seed",
+    "warmup_epochs",
+    "precise_bn_batches",
     "verbose",
 )
 
@@ -67,15 +70,34 @@ def main(argv: list[str]) -> None:
     if len(set(reuse)) != len(reuse):
         _fail(f"--reuse={text}: a reuse count is repeated")
 
+    seeds_text = ",".join(FLAGS.seeds)
+    try:
+        seeds = [int(v) for v in FLAGS.seeds]
+    except ValueError:
+        _fail(f"--seeds={seeds_text}: expected integers, e.g. 0,1")
+    if not seeds:
+        _fail(f"--seeds={seeds_text}: expected integers, e.g. 0,1")
+    if len(set(seeds)) != len(seeds):
+        _fail(f"--seeds={seeds_text}: a seed is repeated")
+
     from keras_reuse import study, training
 
     config = training.TrainConfig(
-        model="lrunet", **{name: FLAGS[name].value for name in _CONFIG_FLAGS}
+        model="lrunet", seed=seeds[0], **{name: FLAGS[name].value for name in _CONFIG_FLAGS}
     )
     try:
-        result = study.run_study(reuse, FLAGS.output_dir, config, resume=FLAGS.resume)
+        result = study.run_study(
+            reuse,
+            FLAGS.output_dir,
+            config,
+            resume=FLAGS.resume,
+            seeds=seeds,
+            progress=lambda line: print(f"study {line}", flush=True),
+        )
     except training.ConfigError as error:
         _fail(str(error))
     print(study.format_table(result.rows))
+    print(study.format_summary(result.rows))
     print(f"table: {result.csv_path}")
+    print(f"per-epoch table: {result.epochs_csv_path}")
     print(f"plots: {', '.join(result.plots.values())}")

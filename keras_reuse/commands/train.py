@@ -12,9 +12,15 @@ import sys
 
 from absl import flags
 
-from keras_reuse.commands.model_flags import define_model_flags, define_recipe_flags
+from keras_reuse.commands.model_flags import (
+    config_values,
+    define_model_flags,
+    define_named_recipe_flag,
+    define_recipe_flags,
+)
 
 FLAGS = flags.FLAGS
+define_named_recipe_flag()
 define_model_flags()
 define_recipe_flags(epochs=300)
 flags.DEFINE_string("strategy", "default", "default, mirrored or multi_worker (uses TF_CONFIG).")
@@ -44,8 +50,8 @@ def main(argv: list[str]) -> None:
         distribute.split_cpu(FLAGS.cpu_devices)
     # Every TrainConfig field but `verbose` is a flag of the same name.
     fields = [f.name for f in dataclasses.fields(training.TrainConfig) if f.name != "verbose"]
-    config = training.TrainConfig(**{name: FLAGS[name].value for name in fields})
     try:
+        config = training.TrainConfig(**config_values(FLAGS, fields))
         results = training.train(config)
     except training.ConfigError as error:
         _fail(str(error))
@@ -54,4 +60,10 @@ def main(argv: list[str]) -> None:
         f"epoch(s); model: {results['model_path']}; results: "
         f"{results['model_path'].rsplit('/', 1)[0]}/results.json"
     )
+    if "paper_test_accuracy" in results:
+        print(
+            f"recipe {results['recipe']}: {100 * results['test_accuracy']:.2f}% here; "
+            f"the full recipe {results['paper_recipe']} (300 epochs) reaches "
+            f"{100 * results['paper_test_accuracy']:.2f}% (the authors' published checkpoint)"
+        )
     print(json.dumps({k: results[k] for k in ("test_accuracy", "images_per_sec")}))
