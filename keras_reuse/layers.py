@@ -115,7 +115,10 @@ class GroupedPointwiseConv(keras.layers.Layer):
             y = ops.matmul(x, self.kernel[0])
         else:
             slices = ops.split(x, self.groups, axis=-1)
-            kernels = ops.unstack(self.kernel, axis=0)
+            # Unstack the kernel's value, not the Variable: JAX and PyTorch
+            # cannot unstack a Keras Variable. On TensorFlow both read the
+            # variable once and unpack it: the same graph.
+            kernels = ops.unstack(ops.convert_to_tensor(self.kernel), axis=0)
             outputs = [ops.matmul(a, k) for a, k in zip(slices, kernels, strict=True)]
             y = ops.concatenate(outputs, axis=-1)
         y = ops.reshape(y, (*shape[:-1], self.filters))
