@@ -41,6 +41,7 @@ for name, call in [
     except ValueError as error:
         messages[name] = [type(error).__name__, str(error)]
 messages["written"] = sorted(os.listdir(out))
+model.save(os.path.join(sys.argv[2], "m.keras"))  # for the export CLI test
 print(json.dumps(messages))
 """
 
@@ -50,10 +51,16 @@ def _env() -> dict:
 
 
 @pytest.fixture(scope="module")
-def messages(tmp_path_factory) -> dict:
+def saved(tmp_path_factory) -> Path:
+    """Where the script saves a small .keras model (trained on nothing)."""
+    return tmp_path_factory.mktemp("saved")
+
+
+@pytest.fixture(scope="module")
+def messages(tmp_path_factory, saved) -> dict:
     out = tmp_path_factory.mktemp("jax_errors")
     done = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, str(out)],
+        [sys.executable, "-c", _SCRIPT, str(out), str(saved)],
         cwd=ROOT,
         env=_env(),
         capture_output=True,
@@ -100,4 +107,21 @@ def test_cli_train_with_a_strategy_under_jax_is_a_one_line_error(tmp_path):
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("keras-reuse train: error: --strategy=mirrored:")
     assert "KERAS_BACKEND='jax'" in last
+    assert not out.exists()
+
+
+def test_cli_export_under_jax_is_a_one_line_error(messages, saved, tmp_path):
+    out = tmp_path / "m.tflite"
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_reuse.cli", "export", str(saved / "m.keras"), str(out)],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("keras-reuse export: error: keras-reuse export needs the TensorFlow")
+    assert "KERAS_BACKEND='jax'" in last and "KERAS_BACKEND=tensorflow" in last
     assert not out.exists()
