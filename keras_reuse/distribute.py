@@ -29,6 +29,8 @@ from collections.abc import Iterator
 import keras
 import tensorflow as tf
 
+from keras_reuse.backends import require_tensorflow
+
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
@@ -44,6 +46,20 @@ def split_cpu(num_devices: int) -> None:
     )
 
 
+def check_backend(name: str) -> None:
+    """Raises ValueError if the strategy `name` needs a backend Keras is not running.
+
+    "default" (no distribution) runs on every backend; the others are
+    `tf.distribute` strategies, which only the TensorFlow backend uses.
+    """
+    if name != "default":
+        require_tensorflow(
+            f"--strategy={name} (tf.distribute)",
+            "Run with KERAS_BACKEND=tensorflow, or train on one device with "
+            "--strategy=default (keras.distribution is the JAX backend's multi-device API).",
+        )
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """Returns the `tf.distribute` strategy called `name`.
 
@@ -56,8 +72,11 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         A `tf.distribute.Strategy`.
 
     Raises:
-        ValueError: for an unknown name.
+        ValueError: for an unknown name, or a distributed strategy under a
+            backend other than TensorFlow.
     """
+    if name in STRATEGIES:
+        check_backend(name)
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":

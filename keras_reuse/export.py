@@ -40,6 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_reuse.backends import require_tensorflow
 from keras_reuse.layers import GroupedPointwiseConv
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8", "int16x8")
@@ -51,6 +52,12 @@ FLOAT32_RTOL = 1e-5
 MIN_TOP1_AGREEMENT = {"float16": 0.99, "dynamic": 0.99, "int8": 0.98, "int16x8": 0.99}
 # Calibration beyond this many images costs time and changes little.
 MAX_CALIBRATION_SAMPLES = 1000
+
+# Every backend saves .keras files that TensorFlow loads.
+TFLITE_INSTEAD = (
+    "Save the model with model.save('model.keras') and export that file with "
+    "KERAS_BACKEND=tensorflow: keras-reuse export model.keras model.tflite."
+)
 
 _RANDOM_SAMPLES = 32
 _VERIFY_BATCH = 64
@@ -560,6 +567,7 @@ def to_tflite(
         VerificationError: if the file does not reproduce the model within
             tolerance; nothing is written.
     """
+    require_tensorflow("TFLite export (to_tflite)", TFLITE_INSTEAD)
     input_shape = _input_shape(model)
     path = _check_path(path)
     if quantization not in QUANTIZATIONS:

@@ -6,6 +6,26 @@ matmul, because TensorFlow has no native grouped convolution on CPU and
 ShuffleNet channel permutation, optionally preceded by the half swap that the
 LruNet authors apply between reuse iterations. Both are serializable, so
 models using them round-trip through `.keras` files without `custom_objects`.
+
+What runs where, on purpose. Every layer has one generic implementation in
+`keras.ops`, which is what the JAX and PyTorch backends run, on any device.
+On the TensorFlow backend two fast paths replace parts of it, each behind a
+`keras.backend.backend() == "tensorflow"` check and tested against the
+generic code (tests/test_layers.py, forward and gradient):
+
+* `GroupedPointwiseConv` inference: one grouped `tf.nn.conv2d`, faster than
+  the per-group matmuls on CPU, but without a CPU gradient, so TensorFlow
+  trains through the matmuls like the other backends.
+* `FusedBatchNormalization` training: TensorFlow's `FusedBatchNormV3`, one
+  op forward and one backward, instead of Keras's separate moments and
+  multiply-add.
+
+The choices were measured on CPU (README, "Performance"). On a GPU the same
+code runs (cuDNN serves the grouped conv2d and the fused BatchNorm), and
+Keras's default `jit_compile="auto"` compiles TensorFlow and JAX training
+steps with XLA; whether the native grouped convolution is faster there than
+the matmuls is not measured here: `python -m benchmarks.gpu` does it.
+`ChannelShuffle` is slices and a stack on every backend.
 """
 
 from __future__ import annotations
@@ -37,7 +57,10 @@ class GroupedPointwiseConv(keras.layers.Layer):
     several times faster than `keras.layers.Conv2D(groups=groups)` (and
     than an einsum over a `(groups, ...)` view).
 
-    Works on inputs of any rank >= 2 with channels last.
+    Works on inputs of any rank >= 2 with channels last, on every Keras
+    backend (the matmuls are `keras.ops`); on TensorFlow, 4D inference runs
+    the same arithmetic as one grouped `tf.nn.conv2d` (see the module
+    docstring).
 
     Args:
         filters: Number of output channels; divisible by `groups`.
@@ -115,7 +138,10 @@ class GroupedPointwiseConv(keras.layers.Layer):
             y = ops.matmul(x, self.kernel[0])
         else:
             slices = ops.split(x, self.groups, axis=-1)
-            kernels = ops.unstack(self.kernel, axis=0)
+            # Unstack the kernel's value, not the Variable: JAX and PyTorch
+            # cannot unstack a Keras Variable. On TensorFlow both read the
+            # variable once and unpack it: the same graph.
+            kernels = ops.unstack(ops.convert_to_tensor(self.kernel), axis=0)
             outputs = [ops.matmul(a, k) for a, k in zip(slices, kernels, strict=True)]
             y = ops.concatenate(outputs, axis=-1)
         y = ops.reshape(y, (*shape[:-1], self.filters))
@@ -253,7 +279,9 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     biased batch variance, exactly as Keras does. Inference (and any case the
     fused op cannot serve: masks, renorm, synchronized statistics, other
     ranks or axes, other backends) runs the parent's own code, so a trained
-    model predicts exactly as with `BatchNormalization`.
+    model predicts exactly as with `BatchNormalization`. On JAX and PyTorch
+    it is `BatchNormalization`, and the weights and `.keras` files are
+    interchangeable between backends.
 
     Args:
         **kwargs: Those of `keras.layers.BatchNormalization`.

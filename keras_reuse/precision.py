@@ -16,10 +16,14 @@ import tensorflow as tf
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 
-def cpu_supports_bfloat16() -> bool:
-    """Whether this x86 CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX)."""
+def cpu_supports_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this x86 CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX).
+
+    Args:
+        cpuinfo: The file listing the CPU flags (Linux's /proc/cpuinfo).
+    """
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             flags = f.read()
     except OSError:
         return False

@@ -167,6 +167,10 @@ def validate(config: TrainConfig) -> None:
         )
     if config.strategy not in distribute.STRATEGIES:
         raise ConfigError("strategy", config.strategy, f"one of {', '.join(distribute.STRATEGIES)}")
+    try:
+        distribute.check_backend(config.strategy)
+    except ValueError as error:
+        raise ConfigError("strategy", config.strategy, str(error)) from error
     if os.path.exists(config.output_dir) and not os.path.isdir(config.output_dir):
         raise ConfigError("output_dir", config.output_dir, "exists and is not a directory")
     accepted = inspect.signature(applications.get(config.model)).parameters

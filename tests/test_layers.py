@@ -105,3 +105,95 @@ def test_layers_serialize_without_custom_objects(tmp_path):
     np.testing.assert_array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0))
     config = restored.layers[1].get_config()
     assert (config["filters"], config["groups"], config["use_bias"]) == (8, 4, True)
+
+
+# ------------------------------------------- TensorFlow fast paths vs generic --
+
+
+@pytest.fixture
+def generic_path(monkeypatch):
+    """Makes keras_reuse.layers take the keras.ops path JAX and PyTorch run, on TensorFlow.
+
+    The fast paths are chosen by `keras.backend.backend() == "tensorflow"`;
+    faking another answer for the layers (Keras's own code asks its internal
+    function, which stays truthful) runs the generic code in this process.
+    """
+
+    def use_generic(active: bool) -> None:
+        if active:
+            monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+        else:
+            monkeypatch.undo()
+
+    return use_generic
+
+
+def _forward_and_gradients(layer, x, training, upstream):
+    import tensorflow as tf
+
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=training)
+        loss = tf.reduce_sum(tf.cast(y, tf.float32) * upstream)
+    return y.numpy(), [g.numpy() for g in tape.gradient(loss, [x, *layer.trainable_weights])]
+
+
+def test_grouped_pointwise_generic_path_equals_the_tensorflow_fast_path(generic_path):
+    layer = GroupedPointwiseConv(16, groups=8, use_bias=True, bias_initializer="random_normal")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 4, 5, 32)).astype(np.float32)
+    layer.build(x.shape)
+    # Inference: TensorFlow's grouped conv2d against the per-group matmuls.
+    fast = keras.ops.convert_to_numpy(layer(x, training=False))
+    generic_path(True)
+    generic = keras.ops.convert_to_numpy(layer(x, training=False))
+    np.testing.assert_allclose(generic, fast, rtol=1e-5, atol=1e-5)
+    # Training (gradients): TensorFlow has no CPU gradient for the grouped
+    # conv2d, so both backends train through the matmuls; the generic path's
+    # gradient against the group loop's closed form.
+    upstream = rng.standard_normal((3, 4, 5, 16)).astype(np.float32)
+    y, (dx, dkernel, dbias) = _forward_and_gradients(layer, x, True, upstream)
+    kernel = layer.kernel.numpy()
+    np.testing.assert_allclose(y, fast, rtol=1e-5, atol=1e-5)
+    u = upstream.reshape(-1, 8, 2)
+    xs = x.reshape(-1, 8, 4)
+    np.testing.assert_allclose(dkernel, np.einsum("ngi,ngo->gio", xs, u), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        dx, np.einsum("ngo,gio->ngi", u, kernel).reshape(x.shape), rtol=1e-4, atol=1e-4
+    )
+    np.testing.assert_allclose(dbias, upstream.sum(axis=(0, 1, 2)), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_fused_batchnorm_generic_path_equals_the_tensorflow_fast_path(generic_path, policy):
+    from keras_reuse.layers import FusedBatchNormalization
+
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((6, 5, 4, 16)) * 2 + 1).astype(np.float32)
+    upstream = rng.standard_normal(x.shape).astype(np.float32)
+    weights = [
+        rng.uniform(0.5, 1.5, 16),
+        rng.standard_normal(16),
+        rng.standard_normal(16) * 0.1,
+        rng.uniform(0.5, 2.0, 16),
+    ]
+    results = []
+    for generic in (False, True):
+        generic_path(generic)
+        layer = FusedBatchNormalization(momentum=0.9, epsilon=1e-5, dtype=policy)
+        layer.build(x.shape)
+        layer.set_weights([w.astype(np.float32) for w in weights])
+        inputs = keras.ops.convert_to_numpy(keras.ops.cast(x, layer.compute_dtype))
+        y, grads = _forward_and_gradients(layer, inputs, True, upstream)
+        stats = [w.numpy() for w in layer.non_trainable_weights]
+        results.append((np.asarray(y, np.float32), grads, stats))
+    (y_fast, g_fast, s_fast), (y_generic, g_generic, s_generic) = results
+    tol = 1e-5 if policy == "float32" else 3e-2
+    np.testing.assert_allclose(y_generic, y_fast, rtol=tol, atol=tol)
+    for a, b in zip(g_generic, g_fast, strict=True):
+        np.testing.assert_allclose(
+            np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=10 * tol, atol=10 * tol
+        )
+    for a, b in zip(s_generic, s_fast, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

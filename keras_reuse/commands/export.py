@@ -107,6 +107,13 @@ def _check_args(argv: list[str]) -> tuple[str, str]:
 
 def main(argv: list[str]) -> None:
     model_path, out_path = _check_args(argv)
+    from keras_reuse.backends import require_tensorflow
+    from keras_reuse.export import TFLITE_INSTEAD
+
+    try:
+        require_tensorflow("keras-reuse export", TFLITE_INSTEAD)
+    except ValueError as error:
+        _fail(_one_line(error))
     quantization = _QUANTIZATION[FLAGS.quantization]
     dataset = FLAGS.dataset if FLAGS["dataset"].present else None
 
