@@ -8,6 +8,8 @@ The published configurations are the paper's (Köpüklü et al., ICIP 2019)
 recipe: 300 epochs, SGD momentum 0.9 with coupled L2 5e-4, batch 256,
 learning rate 0.1 divided by 10 at epochs 200 and 250. `paper_accuracy` is
 the test accuracy of the authors' published checkpoint of that network
+(read from `keras_reuse.applications.lrunet_presets.PRESETS`, the one place
+those figures are written)
 (which `keras_reuse.load_lrunet_checkpoint` reproduces), so results.json
 can state the paper's number next to ours.
 
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
+
+from keras_reuse.applications.lrunet_presets import PRESETS
 
 _PAPER = dict(
     model="lrunet",
@@ -60,6 +64,9 @@ class Recipe:
     description: str
 
 
+_DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+
+
 def _published(name: str, dataset: str, n: int, k: float, accuracy: float, what: str) -> Recipe:
     values = dict(_PAPER, dataset=dataset, layer_reuse=n, width_multiplier=k, dropout=0.5)
     return Recipe(name, values, accuracy, name, what)
@@ -93,21 +100,17 @@ RECIPES: dict[str, Recipe] = {
             "LruNet-1, 1 epoch on 36,000 Fashion-MNIST images, batch 64, warm-up + cosine, "
             "precise BatchNorm (a few minutes on a CPU)",
         ),
-        _published(
-            "lrunet10_fashion_mnist",
-            "fashion_mnist",
-            10,
-            1.0,
-            0.9346,
-            "10-LruNet-1x, Fashion-MNIST",
+        *(
+            _published(
+                p.name,
+                p.dataset,
+                p.layer_reuse,
+                p.width_multiplier,
+                round(p.paper_accuracy / 100, 6),
+                f"{p.layer_reuse}-LruNet-{p.width_multiplier:g}x, {_DATASET_NAMES[p.dataset]}",
+            )
+            for p in PRESETS.values()
         ),
-        _published(
-            "lrunet1_fashion_mnist", "fashion_mnist", 1, 1.0, 0.9117, "1-LruNet-1x, Fashion-MNIST"
-        ),
-        _published("lrunet14_cifar10", "cifar10", 14, 1.0, 0.8934, "14-LruNet-1x, CIFAR-10"),
-        _published("lrunet1_cifar10", "cifar10", 1, 1.0, 0.8391, "1-LruNet-1x, CIFAR-10"),
-        _published("lrunet14_2x_cifar100", "cifar100", 14, 2.0, 0.6884, "14-LruNet-2x, CIFAR-100"),
-        _published("lrunet1_2x_cifar100", "cifar100", 1, 2.0, 0.6322, "1-LruNet-2x, CIFAR-100"),
     )
 }
 

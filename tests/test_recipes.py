@@ -10,16 +10,13 @@ import pytest
 from absl import flags
 
 from keras_reuse import recipes, training
+from keras_reuse.applications.lrunet_presets import PRESETS
 from keras_reuse.commands import model_flags
 
 PUBLISHED = {
     # name: (dataset, N, width, the published checkpoint's test accuracy)
-    "lrunet10_fashion_mnist": ("fashion_mnist", 10, 1.0, 0.9346),
-    "lrunet1_fashion_mnist": ("fashion_mnist", 1, 1.0, 0.9117),
-    "lrunet14_cifar10": ("cifar10", 14, 1.0, 0.8934),
-    "lrunet1_cifar10": ("cifar10", 1, 1.0, 0.8391),
-    "lrunet14_2x_cifar100": ("cifar100", 14, 2.0, 0.6884),
-    "lrunet1_2x_cifar100": ("cifar100", 1, 2.0, 0.6322),
+    p.name: (p.dataset, p.layer_reuse, p.width_multiplier, round(p.paper_accuracy / 100, 6))
+    for p in PRESETS.values()
 }
 FIELDS = [f.name for f in dataclasses.fields(training.TrainConfig) if f.name != "verbose"]
 
@@ -97,7 +94,10 @@ def test_warmup_then_cosine_schedule():
 @pytest.mark.parametrize(
     "change, message",
     [
-        (dict(recipe="lrunet99"), "--recipe=lrunet99: unknown recipe; one of quick, lrunet10_"),
+        (
+            dict(recipe="lrunet99"),
+            "--recipe=lrunet99: unknown recipe; one of quick, lrunet1_cifar10, lrunet14_cifar10",
+        ),
         (dict(warmup_epochs=0.5), "--warmup_epochs=0.5: needs --schedule=cosine"),
         (dict(warmup_epochs=5.0, schedule="cosine"), "--warmup_epochs=5.0: must be in"),
         (dict(precise_bn_batches=-1), "--precise_bn_batches=-1: must be an integer >= 0"),
@@ -152,6 +152,8 @@ def test_cli_quick_recipe_at_a_smaller_size_learns_and_states_the_papers_number(
     assert results["config"]["precise_bn_batches"] == 8
     assert results["config"]["layer_reuse"] == 1  # the recipe's
     assert results["paper_recipe"] == "lrunet1_fashion_mnist"
-    assert results["paper_test_accuracy"] == 0.9117
+    published = PRESETS["lrunet1_fashion_mnist"].paper_accuracy
+    assert results["paper_test_accuracy"] == pytest.approx(published / 100)
     assert results["test_accuracy"] > 0.4, results["test_accuracy"]
-    assert "the full recipe lrunet1_fashion_mnist (300 epochs) reaches 91.17%" in proc.stdout
+    reaches = f"the full recipe lrunet1_fashion_mnist (300 epochs) reaches {published:.2f}%"
+    assert reaches in proc.stdout
