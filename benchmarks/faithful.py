@@ -46,6 +46,8 @@ from typing import Any
 
 from absl import app, flags
 
+from keras_reuse.study import EPOCH_COLUMNS
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "fashion_mnist", "TFDS image-classification dataset.")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).")
@@ -65,16 +67,8 @@ flags.DEFINE_integer("verbose", 0, "Keras fit verbosity.")
 CSV_NAME = "faithful.csv"
 PLOT_NAME = "faithful.png"
 VERDICT_NAME = "faithful_verdict.json"
-COLUMNS = (
-    "framework",
-    "layer_reuse",
-    "seed",
-    "epoch",
-    "test_accuracy",
-    "test_loss",
-    "train_accuracy",
-    "train_loss",
-)
+# The study's per-epoch columns, one row per framework.
+COLUMNS = ("framework", *EPOCH_COLUMNS)
 TOLERANCE_POINTS = 0.5
 
 
