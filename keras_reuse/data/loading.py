@@ -395,6 +395,13 @@ def load(
         num_parallel_calls=autotune,
     )
     if cache:
+        # An iterator torn down early (take(), a break, fit's steps_per_epoch)
+        # can end its input early while it is cancelled, and tf.data's memory
+        # cache then completes with that truncated pass (seen: 304 of 1,000
+        # images under load). With the cardinality asserted the short pass is
+        # an error in the dying iterator instead, and the cache completes at
+        # exactly `num_examples` elements.
+        ds = ds.apply(tf.data.experimental.assert_cardinality(num_examples))
         # Decoded uint8 images: a quarter of the float32 size.
         ds = ds.cache()
     if shuffle:
