@@ -40,6 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_reuse._graph import graph_nodes
 from keras_reuse.backends import require_tensorflow
 from keras_reuse.layers import GroupedPointwiseConv
 
@@ -150,15 +151,6 @@ class _ChannelAffine(keras.layers.Layer):
         return y if self.bias is None else y + self.bias
 
 
-def _graph_nodes(model: keras.Model) -> list | None:
-    """The model's call nodes, inputs first; None if it has no graph."""
-    graph = getattr(model, "_functional", None) or model
-    by_depth = getattr(graph, "_nodes_by_depth", None)
-    if by_depth is None:
-        return None
-    return [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]
-
-
 def _numpy(variable: Any) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(variable), dtype=np.float64)
 
@@ -208,7 +200,7 @@ def _export_graph(model: keras.Model, fold_batchnorm: bool) -> keras.Model:
     one vector fewer to store per call. Returns `model` itself when it has
     no graph or nothing to replace.
     """
-    nodes = _graph_nodes(model)
+    nodes = graph_nodes(model)
     if nodes is None:
         return model
     calls: dict[int, int] = {}

@@ -14,6 +14,7 @@ from collections import Counter
 
 import keras
 
+from keras_reuse._graph import graph_nodes, layer_calls
 from keras_reuse.layers import GroupedPointwiseConv
 
 
@@ -138,27 +139,18 @@ def reuse_summary(model: keras.Model) -> ReuseSummary:
     Raises:
         ValueError: if `model` is not a functional model with a graph.
     """
-    # A built Sequential model keeps its graph in a private Functional.
-    graph = getattr(model, "_functional", None) or model
-    nodes_by_depth = getattr(graph, "_nodes_by_depth", None)
-    if not isinstance(model, keras.Model) or nodes_by_depth is None:
+    nodes = graph_nodes(model)
+    if nodes is None:
         raise ValueError(
             "`reuse_summary` needs a Keras functional (or Sequential) model "
             f"with a graph. Received: model={model!r}"
         )
-    # Deepest first is input-to-output order.
-    nodes = [n for depth in sorted(nodes_by_depth, reverse=True) for n in nodes_by_depth[depth]]
-    calls: Counter = Counter()
+    calls = layer_calls(nodes)
     macs: Counter = Counter()
-    order: list = []
     for node in nodes:
-        layer = node.operation
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if layer not in calls:
-            order.append(layer)
-        calls[layer] += 1
-        macs[layer] += _node_macs(layer, node)
+        if node.operation in calls:
+            macs[node.operation] += _node_macs(node.operation, node)
+    order = list(calls)  # Counter keeps first-call (graph) order.
 
     rows = tuple(
         LayerReuse(
