@@ -30,6 +30,7 @@ def test_every_example_is_tested():
         "convert_pretrained.py",
         "export_tflite.py",
         "fit_lrunet.py",
+        "share_resnet.py",
         "sharesnet_cifar.py",
         "train.py",
         "tune_lrunet.py",
@@ -107,6 +108,21 @@ def test_sharesnet_cifar_trains_a_shared_wide_resnet(tmp_path):
     shared, unshared = (int(part.split()[0].replace(",", "")) for part in summary[10:].split(", "))
     assert shared < unshared
     assert "ShaResNet test accuracy: " in out
+
+
+def test_share_resnet_shares_a_users_resnet_and_trains_both(tmp_path):
+    out = run(
+        "share_resnet.py",
+        "--epochs=1",
+        "--train_examples=128",
+        "--test_examples=64",
+        "--batch_size=64",
+        cwd=tmp_path,
+    )
+    lines = {line.split(":")[0]: line for line in out.splitlines() if "test accuracy" in line}
+    params = {k: int(v.split(": ")[1].split()[0].replace(",", "")) for k, v in lines.items()}
+    # ResNet-20: 3x3 convs of 16, 32 and 64 channels; blocks 1..3, 2..3 and 2..3 share.
+    assert params["ResNet"] - params["ShaResNet"] == 2 * 16 * 16 * 9 + 32 * 32 * 9 + 64 * 64 * 9
 
 
 def test_export_tflite_writes_verified_float_and_int8_files(tmp_path):
