@@ -11,8 +11,6 @@ All return logits for 10 classes on 32x32x3 inputs.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 INPUT_SHAPE = (32, 32, 3)
@@ -54,21 +52,13 @@ def _naive_shuffle(groups: int = 2, swap_halves: bool = False, name: str | None 
     return GatherShuffle(name=name)
 
 
-@contextlib.contextmanager
-def _naive_lrunet_layers() -> Iterator[None]:
-    """Builds LruNet from stock Keras layers while the block is active."""
+def _naive_layer_types() -> Any:
+    """Stock Keras layers in place of keras_reuse's fast ones."""
     import keras
 
-    from keras_reuse.applications import lrunet
+    from keras_reuse.applications._common import LayerTypes
 
-    saved = (lrunet.GroupedPointwiseConv, lrunet.FusedBatchNormalization, lrunet.ChannelShuffle)
-    lrunet.GroupedPointwiseConv = _naive_grouped_conv
-    lrunet.FusedBatchNormalization = keras.layers.BatchNormalization
-    lrunet.ChannelShuffle = _naive_shuffle
-    try:
-        yield
-    finally:
-        (lrunet.GroupedPointwiseConv, lrunet.FusedBatchNormalization, lrunet.ChannelShuffle) = saved
+    return LayerTypes(keras.layers.BatchNormalization, _naive_grouped_conv, _naive_shuffle)
 
 
 def label(name: str) -> str:
@@ -90,8 +80,9 @@ def keras_model(name: str, policy: str = "float32", naive: bool = False) -> Any:
     from keras_reuse.precision import dtype_policy_scope
 
     _, constructor, kwargs = MODELS[name]
-    naive_scope = _naive_lrunet_layers() if naive else contextlib.nullcontext()
-    with dtype_policy_scope(policy), naive_scope:
+    if naive:
+        kwargs = {**kwargs, "_layer_types": _naive_layer_types()}
+    with dtype_policy_scope(policy):
         return applications.create(
             constructor, num_classes=10, classifier_activation=None, **kwargs
         )

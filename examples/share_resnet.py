@@ -94,10 +94,7 @@ def main() -> None:
 
     for label, model in (("ResNet", resnet), ("ShaResNet", sharesnet)):
         summary = keras_reuse.reuse_summary(model)
-        print(
-            f"{label}: {summary.unique_params:,} parameters, "
-            f"test accuracy {results[model]:.4f}"
-        )
+        print(f"{label}: {summary.unique_params:,} parameters, test accuracy {results[model]:.4f}")
 
 
 if __name__ == "__main__":

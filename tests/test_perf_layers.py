@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 from keras_reuse.applications import lrunet, sharesnet
+from keras_reuse.applications._common import LayerTypes
 from keras_reuse.layers import (
     ChannelShuffle,
     FusedBatchNormalization,
@@ -226,18 +227,14 @@ class _GatherShuffle(ChannelShuffle):
         return keras.ops.take(inputs, perm.tolist(), axis=-1)
 
 
-def _stock_lrunet(monkeypatch, **kwargs):
-    with monkeypatch.context() as patch:
-        patch.setattr(lrunet, "FusedBatchNormalization", keras.layers.BatchNormalization)
-        patch.setattr(lrunet, "GroupedPointwiseConv", _EinsumPointwise)
-        patch.setattr(lrunet, "ChannelShuffle", _GatherShuffle)
-        return lrunet.LruNet(**kwargs)
+_STOCK = LayerTypes(keras.layers.BatchNormalization, _EinsumPointwise, _GatherShuffle)
 
 
-def test_lrunet_training_step_equals_the_stock_layer_network(monkeypatch):
+def test_lrunet_training_step_equals_the_stock_layer_network():
     kwargs = dict(layer_reuse=2, input_shape=(28, 28, 1), classifier_activation=None, dropout=0.0)
     fast = lrunet.LruNet(**kwargs)
-    stock = _stock_lrunet(monkeypatch, **kwargs)
+    stock = lrunet.LruNet(**kwargs, _layer_types=_STOCK)
+    assert not any(isinstance(layer, FusedBatchNormalization) for layer in stock.layers)
     assert [w.path for w in fast.weights] == [w.path for w in stock.weights]
     rng = np.random.default_rng(14)
     weights = [rng.uniform(0.5, 1.5, w.shape).astype(np.float32) for w in stock.weights]
@@ -271,13 +268,11 @@ def test_lrunet_training_step_equals_the_stock_layer_network(monkeypatch):
     )
 
 
-def test_sharesnet_training_step_equals_the_stock_batchnorm_network(monkeypatch):
+def test_sharesnet_training_step_equals_the_stock_batchnorm_network():
     kwargs = dict(depth=10, width=1, num_classes=10, classifier_activation=None)
     keras.utils.set_random_seed(0)
     fast = sharesnet.WideShaResNet(**kwargs)
-    with monkeypatch.context() as patch:
-        patch.setattr(sharesnet, "FusedBatchNormalization", keras.layers.BatchNormalization)
-        stock = sharesnet.WideShaResNet(**kwargs)
+    stock = sharesnet.WideShaResNet(**kwargs, _layer_types=_STOCK)
     assert any(type(layer) is FusedBatchNormalization for layer in fast.layers)
     assert not any(type(layer) is FusedBatchNormalization for layer in stock.layers)
     stock.set_weights(fast.get_weights())

@@ -8,12 +8,34 @@ ValueErrors that quote the value received.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
 from typing import Any
 
 import keras
 
 _POOLING = (None, "avg", "max")
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerTypes:
+    """The layer classes a network is built from, passed down its builder.
+
+    Private: the stock-Keras baselines of the benchmarks and tests build the
+    same network from other layers (`keras.layers.BatchNormalization`,
+    `Conv2D(groups=...)`) through a constructor's `_layer_types` keyword,
+    instead of swapping this package's module globals.
+
+    Attributes:
+        norm: BatchNormalization-like class (`momentum`, `epsilon`, `name`).
+        pointwise: Grouped 1x1 convolution (`filters`, `groups`, `name`).
+        shuffle: Channel shuffle (`groups`, `swap_halves`, `name`).
+    """
+
+    norm: Callable[..., Any]
+    pointwise: Callable[..., Any]
+    shuffle: Callable[..., Any]
 
 
 def check_positive_int(name: str, value: Any) -> None:

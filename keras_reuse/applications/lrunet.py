@@ -37,10 +37,14 @@ _GROUPS = 8
 _MIN_SIZE = 28
 
 
-def _batch_norm(name: str) -> layers.BatchNormalization:
+# The fused BatchNorm subclass: same weights and semantics as Keras's, much
+# faster training.
+_LAYER_TYPES = _common.LayerTypes(FusedBatchNormalization, GroupedPointwiseConv, ChannelShuffle)
+
+
+def _batch_norm(name: str, types: _common.LayerTypes) -> layers.BatchNormalization:
     # PyTorch's BatchNorm2d defaults (eps 1e-5, momentum 0.1 == Keras 0.9).
-    # The fused subclass: same weights and semantics, much faster training.
-    return FusedBatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+    return types.norm(momentum=0.9, epsilon=1e-5, name=name)
 
 
 def _max_pool(x: Any, name: str) -> Any:
@@ -55,7 +59,7 @@ def _concat_self(x: Any, copies: int, name: str) -> Any:
     return layers.Concatenate(name=name)([x] * copies)
 
 
-def _lru_stage(x: Any, planes: int, layer_reuse: int, stage: int) -> Any:
+def _lru_stage(x: Any, planes: int, layer_reuse: int, stage: int, types: _common.LayerTypes) -> Any:
     """One LruNet stage: a dw+pw pair applied `layer_reuse` times."""
     prefix = f"stage{stage}"
     depthwise = layers.DepthwiseConv2D(
@@ -66,18 +70,18 @@ def _lru_stage(x: Any, planes: int, layer_reuse: int, stage: int) -> Any:
         depthwise_initializer=_conv_kernel_initializer(),
         name=f"{prefix}_dw",
     )
-    pointwise = GroupedPointwiseConv(planes, groups=_GROUPS, name=f"{prefix}_pw")
+    pointwise = types.pointwise(planes, groups=_GROUPS, name=f"{prefix}_pw")
     for i in range(1, layer_reuse + 1):
         it = f"{prefix}_reuse{i}"
         residual = x
         x = depthwise(x)
-        x = _batch_norm(f"{it}_dw_bn")(x)
+        x = _batch_norm(f"{it}_dw_bn", types)(x)
         x = pointwise(x)
-        x = _batch_norm(f"{it}_pw_bn")(x)
+        x = _batch_norm(f"{it}_pw_bn", types)(x)
         x = layers.Add(name=f"{it}_add")([x, residual])
         x = layers.ReLU(name=f"{it}_relu")(x)
         if i < layer_reuse:
-            x = ChannelShuffle(2, swap_halves=True, name=f"{it}_shuffle")(x)
+            x = types.shuffle(2, swap_halves=True, name=f"{it}_shuffle")(x)
     return x
 
 
@@ -112,6 +116,8 @@ def LruNet(
     weights: str | None = None,
     classifier_activation: Any = "softmax",
     name: str = "lrunet",
+    *,
+    _layer_types: _common.LayerTypes = _LAYER_TYPES,
 ) -> keras.Model:
     """Instantiates the LruNet architecture (N-LruNet-kx in the paper).
 
@@ -139,6 +145,8 @@ def LruNet(
         classifier_activation: Activation of the output. `None` returns the
             logits of the reference network.
         name: Model name.
+        _layer_types: Private: the layer classes to build from (the
+            benchmarks' and tests' stock-Keras baselines).
 
     Returns:
         A `keras.Model`.
@@ -184,26 +192,26 @@ def LruNet(
         kernel_initializer=_conv_kernel_initializer(),
         name="stem_conv",
     )(x)
-    x = _batch_norm("stem_bn")(x)
+    x = _batch_norm("stem_bn", _layer_types)(x)
     x = layers.ReLU(name="stem_relu")(x)
     if planes[0] != stem_filters:
         x = _concat_self(x, planes[0] // stem_filters, "stem_concat")
 
-    x = _lru_stage(x, planes[0], layer_reuse, 1)
+    x = _lru_stage(x, planes[0], layer_reuse, 1, _layer_types)
     x = _max_pool(x, "stage1_pool")
     x = _concat_self(x, 2, "stage1_concat")
-    x = _lru_stage(x, planes[1], layer_reuse, 2)
+    x = _lru_stage(x, planes[1], layer_reuse, 2, _layer_types)
     x = _max_pool(x, "stage2_pool")
     x = _concat_self(x, 2, "stage2_concat")
-    x = _lru_stage(x, planes[2], layer_reuse, 3)
+    x = _lru_stage(x, planes[2], layer_reuse, 3, _layer_types)
     x = _concat_self(x, 2, "stage3_concat")
-    x = _lru_stage(x, planes[3], layer_reuse, 4)
+    x = _lru_stage(x, planes[3], layer_reuse, 4, _layer_types)
     x = _max_pool(x, "stage4_pool")
 
     if include_top:
         head = int(_HEAD_PLANES * width_multiplier)
-        x = GroupedPointwiseConv(head, groups=_GROUPS, name="head_pw")(x)
-        x = _batch_norm("head_bn")(x)
+        x = _layer_types.pointwise(head, groups=_GROUPS, name="head_pw")(x)
+        x = _batch_norm("head_bn", _layer_types)(x)
         x = layers.ReLU(name="head_relu")(x)
         x = layers.Dropout(dropout, name="head_dropout")(x)
         x = layers.Conv2D(

@@ -55,9 +55,13 @@ def _apply_conv(x: Any, conv: layers.Conv2D) -> Any:
     return conv(x)
 
 
-def _bn(name: str) -> layers.BatchNormalization:
-    # Fused for training speed on CPU; same weights and inference as Keras's.
-    return FusedBatchNormalization(epsilon=1e-5, name=name)
+def _bn(name: str, types: _common.LayerTypes) -> layers.BatchNormalization:
+    return types.norm(epsilon=1e-5, name=name)
+
+
+# Fused for training speed on CPU; same weights and inference as Keras's.
+# ShaResNets use only the norm of the three.
+_LAYER_TYPES = _common.LayerTypes(FusedBatchNormalization, None, None)
 
 
 class _SharedConv:
@@ -83,47 +87,56 @@ class _SharedConv:
 # --------------------------------------------------------------- ImageNet ---
 
 
-def _basic_block(x, filters, stride, name, shared: _SharedConv):
+def _basic_block(x, filters, stride, name, shared: _SharedConv, types: _common.LayerTypes):
     if stride != 1 or x.shape[-1] != filters:
         shortcut = _conv(filters, 1, f"{name}_0_conv", strides=stride)(x)
-        shortcut = _bn(f"{name}_0_bn")(shortcut)
+        shortcut = _bn(f"{name}_0_bn", types)(shortcut)
     else:
         shortcut = x
     x = _apply_conv(x, _conv(filters, 3, f"{name}_1_conv", strides=stride))
-    x = _bn(f"{name}_1_bn")(x)
+    x = _bn(f"{name}_1_bn", types)(x)
     x = layers.ReLU(name=f"{name}_1_relu")(x)
     x = shared(name, "2")(x)
-    x = _bn(f"{name}_2_bn")(x)
+    x = _bn(f"{name}_2_bn", types)(x)
     x = layers.Add(name=f"{name}_add")([shortcut, x])
     return layers.ReLU(name=f"{name}_out")(x)
 
 
-def _bottleneck_block(x, filters, stride, name, shared: _SharedConv):
+def _bottleneck_block(x, filters, stride, name, shared: _SharedConv, types: _common.LayerTypes):
     out_filters = 4 * filters
     if stride != 1 or x.shape[-1] != out_filters:
         shortcut = _conv(out_filters, 1, f"{name}_0_conv", strides=stride)(x)
-        shortcut = _bn(f"{name}_0_bn")(shortcut)
+        shortcut = _bn(f"{name}_0_bn", types)(shortcut)
     else:
         shortcut = x
     x = _conv(filters, 1, f"{name}_1_conv")(x)
-    x = _bn(f"{name}_1_bn")(x)
+    x = _bn(f"{name}_1_bn", types)(x)
     x = layers.ReLU(name=f"{name}_1_relu")(x)
     # Strided blocks keep their own 3x3 conv: its stride differs.
     conv = shared(name, "2") if stride == 1 else _conv(filters, 3, f"{name}_2_conv", stride)
     x = _apply_conv(x, conv)
-    x = _bn(f"{name}_2_bn")(x)
+    x = _bn(f"{name}_2_bn", types)(x)
     x = layers.ReLU(name=f"{name}_2_relu")(x)
     x = _conv(out_filters, 1, f"{name}_3_conv")(x)
-    x = _bn(f"{name}_3_bn")(x)
+    x = _bn(f"{name}_3_bn", types)(x)
     x = layers.Add(name=f"{name}_add")([shortcut, x])
     return layers.ReLU(name=f"{name}_out")(x)
 
 
+# depth -> (block, blocks per stage): torchvision's (and Boulch's) table.
+_IMAGENET_STAGES = {
+    18: (_basic_block, (2, 2, 2, 2)),
+    34: (_basic_block, (3, 4, 6, 3)),
+    50: (_bottleneck_block, (3, 4, 6, 3)),
+    101: (_bottleneck_block, (3, 4, 23, 3)),
+    152: (_bottleneck_block, (3, 8, 36, 3)),
+}
+
+
 def _build_imagenet(
-    block_fn: Callable,
-    blocks: tuple[int, ...],
-    share: bool,
+    depth: int,
     num_classes: int,
+    share: bool,
     include_top: bool,
     weights: Any,
     input_tensor: Any,
@@ -131,16 +144,20 @@ def _build_imagenet(
     pooling: Any,
     classifier_activation: Any,
     name: str,
+    _layer_types: _common.LayerTypes,
 ) -> keras.Model:
+    """ShaResNet-`depth` in the torchvision layout (see `ShaResNet50`)."""
+    block_fn, blocks = _IMAGENET_STAGES[depth]
     _common.check_positive_int("num_classes", num_classes)
     _common.check_bool("share", share)
     _common.check_top_arguments(include_top, pooling, weights, classifier_activation)
     input_shape = _common.resolve_input_shape(input_shape, input_tensor, _IMAGENET_SHAPE, 32)
     img_input, inputs = _common.model_inputs(input_shape, input_tensor)
+    types = _layer_types
 
     x = layers.ZeroPadding2D(3, name="conv1_pad")(img_input)
     x = _conv(64, 7, "conv1_conv", strides=2)(x)
-    x = _bn("conv1_bn")(x)
+    x = _bn("conv1_bn", types)(x)
     x = layers.ReLU(name="conv1_relu")(x)
     # Zero padding equals -inf padding here: the input is post-ReLU.
     x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
@@ -152,7 +169,7 @@ def _build_imagenet(
         shared = _SharedConv(share, filters, stage_name)
         for b in range(num_blocks):
             stride = 2 if stage > 0 and b == 0 else 1
-            x = block_fn(x, filters, stride, f"{stage_name}_block{b + 1}", shared)
+            x = block_fn(x, filters, stride, f"{stage_name}_block{b + 1}", shared, types)
 
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -163,44 +180,117 @@ def _build_imagenet(
     return _common.finish_model(inputs, x, name, weights)
 
 
-def _imagenet_constructor(
-    model_name: str, block_fn: Callable, blocks: tuple[int, ...], depth: int
-) -> Callable[..., keras.Model]:
-    def constructor(
-        num_classes: int = 1000,
-        share: bool = True,
-        include_top: bool = True,
-        weights: str | None = None,
-        input_tensor: Any = None,
-        input_shape: tuple | None = None,
-        pooling: str | None = None,
-        classifier_activation: Any = "softmax",
-        name: str = model_name.lower(),
-    ) -> keras.Model:
-        return _build_imagenet(
-            block_fn,
-            blocks,
-            share,
-            num_classes,
-            include_top,
-            weights,
-            input_tensor,
-            input_shape,
-            pooling,
-            classifier_activation,
-            name,
-        )
+@register_model("sharesnet18")
+def ShaResNet18(
+    num_classes: int = 1000,
+    share: bool = True,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: Any = None,
+    input_shape: tuple | None = None,
+    pooling: str | None = None,
+    classifier_activation: Any = "softmax",
+    name: str = "sharesnet18",
+    *,
+    _layer_types: _common.LayerTypes = _LAYER_TYPES,
+) -> keras.Model:
+    """Instantiates ShaResNet-18 (ImageNet layout, basic blocks).
 
-    if block_fn is _basic_block:
-        shared = "second 3x3 conv of every block"
-    else:
-        shared = "3x3 conv of every stride-1 block"
-    constructor.__name__ = constructor.__qualname__ = model_name
-    constructor.__doc__ = f"""Instantiates ShaResNet-{depth} (ImageNet layout).
+    With `share=True` the second 3x3 conv of every block in a stage is one
+    shared layer; `share=False` gives the plain ResNet-18.
+    """
+    return _build_imagenet(18, **locals())
 
-    With `share=True` the {shared} in a stage is one
-    shared layer; `share=False` gives the plain ResNet-{depth}.
 
+@register_model("sharesnet34")
+def ShaResNet34(
+    num_classes: int = 1000,
+    share: bool = True,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: Any = None,
+    input_shape: tuple | None = None,
+    pooling: str | None = None,
+    classifier_activation: Any = "softmax",
+    name: str = "sharesnet34",
+    *,
+    _layer_types: _common.LayerTypes = _LAYER_TYPES,
+) -> keras.Model:
+    """Instantiates ShaResNet-34 (ImageNet layout, basic blocks).
+
+    With `share=True` the second 3x3 conv of every block in a stage is one
+    shared layer; `share=False` gives the plain ResNet-34.
+    """
+    return _build_imagenet(34, **locals())
+
+
+@register_model("sharesnet50")
+def ShaResNet50(
+    num_classes: int = 1000,
+    share: bool = True,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: Any = None,
+    input_shape: tuple | None = None,
+    pooling: str | None = None,
+    classifier_activation: Any = "softmax",
+    name: str = "sharesnet50",
+    *,
+    _layer_types: _common.LayerTypes = _LAYER_TYPES,
+) -> keras.Model:
+    """Instantiates ShaResNet-50 (ImageNet layout, bottleneck blocks).
+
+    With `share=True` the 3x3 conv of every stride-1 block in a stage is one
+    shared layer; `share=False` gives the plain ResNet-50.
+    """
+    return _build_imagenet(50, **locals())
+
+
+@register_model("sharesnet101")
+def ShaResNet101(
+    num_classes: int = 1000,
+    share: bool = True,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: Any = None,
+    input_shape: tuple | None = None,
+    pooling: str | None = None,
+    classifier_activation: Any = "softmax",
+    name: str = "sharesnet101",
+    *,
+    _layer_types: _common.LayerTypes = _LAYER_TYPES,
+) -> keras.Model:
+    """Instantiates ShaResNet-101 (ImageNet layout, bottleneck blocks).
+
+    With `share=True` the 3x3 conv of every stride-1 block in a stage is one
+    shared layer; `share=False` gives the plain ResNet-101.
+    """
+    return _build_imagenet(101, **locals())
+
+
+@register_model("sharesnet152")
+def ShaResNet152(
+    num_classes: int = 1000,
+    share: bool = True,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: Any = None,
+    input_shape: tuple | None = None,
+    pooling: str | None = None,
+    classifier_activation: Any = "softmax",
+    name: str = "sharesnet152",
+    *,
+    _layer_types: _common.LayerTypes = _LAYER_TYPES,
+) -> keras.Model:
+    """Instantiates ShaResNet-152 (ImageNet layout, bottleneck blocks).
+
+    With `share=True` the 3x3 conv of every stride-1 block in a stage is one
+    shared layer; `share=False` gives the plain ResNet-152.
+    """
+    return _build_imagenet(152, **locals())
+
+
+_IMAGENET_ARGS = """
     Args:
         num_classes: Number of classes for the classifier.
         share: Share the stage's 3x3 convolutions (ShaResNet) or not (ResNet).
@@ -212,53 +302,51 @@ def _imagenet_constructor(
         pooling: Feature pooling when `include_top=False`: None, "avg", "max".
         classifier_activation: Activation of the output; None gives logits.
         name: Model name.
+        _layer_types: Private: the layer classes to build from (the tests'
+            stock-Keras baselines).
 
     Returns:
         A `keras.Model`.
     """
-    return register_model(model_name.lower())(constructor)
 
-
-ShaResNet18 = _imagenet_constructor("ShaResNet18", _basic_block, (2, 2, 2, 2), 18)
-ShaResNet34 = _imagenet_constructor("ShaResNet34", _basic_block, (3, 4, 6, 3), 34)
-ShaResNet50 = _imagenet_constructor("ShaResNet50", _bottleneck_block, (3, 4, 6, 3), 50)
-ShaResNet101 = _imagenet_constructor("ShaResNet101", _bottleneck_block, (3, 4, 23, 3), 101)
-ShaResNet152 = _imagenet_constructor("ShaResNet152", _bottleneck_block, (3, 8, 36, 3), 152)
+# One Args section for the five, as keras.applications does for its ResNets.
+for _constructor in (ShaResNet18, ShaResNet34, ShaResNet50, ShaResNet101, ShaResNet152):
+    _constructor.__doc__ = _constructor.__doc__.rstrip() + "\n" + _IMAGENET_ARGS
 
 
 # ------------------------------------------------------------------ CIFAR ---
 
 
-def _preact(x, name):
-    x = _bn(f"{name}_preact_bn")(x)
+def _preact(x, name, types):
+    x = _bn(f"{name}_preact_bn", types)(x)
     return layers.ReLU(name=f"{name}_preact_relu")(x)
 
 
-def _preact_bottleneck_block(x, filters, stride, name, conv3x3):
+def _preact_bottleneck_block(x, filters, stride, name, conv3x3, types):
     out_filters = 4 * filters
-    preact = _preact(x, name)
+    preact = _preact(x, name, types)
     if stride != 1 or x.shape[-1] != out_filters:
         shortcut = _conv(out_filters, 1, f"{name}_0_conv", strides=stride)(preact)
     else:
         shortcut = x
     x = _conv(filters, 1, f"{name}_1_conv")(preact)
-    x = _bn(f"{name}_1_bn")(x)
+    x = _bn(f"{name}_1_bn", types)(x)
     x = layers.ReLU(name=f"{name}_1_relu")(x)
     x = _apply_conv(x, conv3x3)
-    x = _bn(f"{name}_2_bn")(x)
+    x = _bn(f"{name}_2_bn", types)(x)
     x = layers.ReLU(name=f"{name}_2_relu")(x)
     x = _conv(out_filters, 1, f"{name}_3_conv")(x)
     return layers.Add(name=f"{name}_add")([shortcut, x])
 
 
-def _wide_block(x, filters, stride, name, conv3x3, dropout):
-    preact = _preact(x, name)
+def _wide_block(x, filters, stride, name, conv3x3, types, dropout):
+    preact = _preact(x, name, types)
     if stride != 1 or x.shape[-1] != filters:
         shortcut = _conv(filters, 1, f"{name}_0_conv", strides=stride)(preact)
     else:
         shortcut = x
     x = _apply_conv(preact, _conv(filters, 3, f"{name}_1_conv", strides=stride))
-    x = _bn(f"{name}_1_bn")(x)
+    x = _bn(f"{name}_1_bn", types)(x)
     x = layers.ReLU(name=f"{name}_1_relu")(x)
     if dropout > 0:
         x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
@@ -280,6 +368,7 @@ def _build_cifar(
     pooling: Any,
     classifier_activation: Any,
     name: str,
+    _layer_types: _common.LayerTypes,
 ) -> keras.Model:
     """Pre-activation CIFAR ResNet; block 1 of each stage owns its 3x3 conv.
 
@@ -304,8 +393,8 @@ def _build_cifar(
                 conv3x3 = _conv(filters, 3, f"{block_name}_2_conv", strides=own_stride)
             else:
                 conv3x3 = shared(block_name, "2")
-            x = block_fn(x, filters, stride, block_name, conv3x3)
-    x = _bn("post_bn")(x)
+            x = block_fn(x, filters, stride, block_name, conv3x3, _layer_types)
+    x = _bn("post_bn", _layer_types)(x)
     x = layers.ReLU(name="post_relu")(x)
 
     if include_top:
@@ -328,6 +417,8 @@ def ShaResNet164(
     pooling: str | None = None,
     classifier_activation: Any = "softmax",
     name: str = "sharesnet164",
+    *,
+    _layer_types: _common.LayerTypes = _LAYER_TYPES,
 ) -> keras.Model:
     """Instantiates the pre-activation bottleneck ShaResNet-164 for CIFAR.
 
@@ -346,6 +437,8 @@ def ShaResNet164(
         pooling: Feature pooling when `include_top=False`: None, "avg", "max".
         classifier_activation: Activation of the output; None gives logits.
         name: Model name.
+        _layer_types: Private: the layer classes to build from (the tests'
+            stock-Keras baselines).
 
     Returns:
         A `keras.Model`.
@@ -364,6 +457,7 @@ def ShaResNet164(
         pooling,
         classifier_activation,
         name,
+        _layer_types,
     )
 
 
@@ -381,6 +475,8 @@ def WideShaResNet(
     pooling: str | None = None,
     classifier_activation: Any = "softmax",
     name: str | None = None,
+    *,
+    _layer_types: _common.LayerTypes = _LAYER_TYPES,
 ) -> keras.Model:
     """Instantiates a pre-activation Wide ShaResNet (WRN-depth-width).
 
@@ -402,6 +498,8 @@ def WideShaResNet(
         pooling: Feature pooling when `include_top=False`: None, "avg", "max".
         classifier_activation: Activation of the output; None gives logits.
         name: Model name; defaults to "wide_sharesnet{depth}_{width}".
+        _layer_types: Private: the layer classes to build from (the tests'
+            stock-Keras baselines).
 
     Returns:
         A `keras.Model`.
@@ -415,8 +513,8 @@ def WideShaResNet(
     _common.check_positive_int("width", width)
     _common.check_rate("dropout", dropout)
 
-    def block(x, filters, stride, block_name, conv3x3):
-        return _wide_block(x, filters, stride, block_name, conv3x3, dropout)
+    def block(x, filters, stride, block_name, conv3x3, types):
+        return _wide_block(x, filters, stride, block_name, conv3x3, types, dropout)
 
     return _build_cifar(
         block,
@@ -432,4 +530,5 @@ def WideShaResNet(
         pooling,
         classifier_activation,
         name or f"wide_sharesnet{depth}_{width}",
+        _layer_types,
     )
