@@ -28,20 +28,18 @@ import json
 import math
 import os
 import statistics
-import tempfile
 import time
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from keras_reuse import applications, data, distribute, precision
+from keras_reuse import applications, atomic, data, distribute, precision
 from keras_reuse.callbacks import (
     AtomicBackupAndRestore,
     PreciseBatchNorm,
     ThroughputMonitor,
     latest_backup_epoch,
-    write_text_atomic,
 )
 from keras_reuse.compiling import compile_for_training
 from keras_reuse.summary import reuse_summary
@@ -235,19 +233,6 @@ def _split(base: str, limit: int | None) -> str:
     return base if limit is None else f"{base}[:{limit}]"
 
 
-def _save_model_atomic(model: keras.Model, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".keras")
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _prune_csv(path: str, completed_epochs: int) -> None:
     """Drops CSV rows of epochs that the resumed run will redo."""
     if not os.path.isfile(path):
@@ -256,8 +241,13 @@ def _prune_csv(path: str, completed_epochs: int) -> None:
         lines = f.read().splitlines()
     if not lines:
         return
-    kept = [lines[0]] + [ln for ln in lines[1:] if int(ln.split(",")[0]) < completed_epochs]
-    write_text_atomic(path, "\n".join(kept) + "\n")
+    kept = [lines[0]]
+    for line in lines[1:]:
+        epoch = line.split(",")[0]
+        # A row that a kill cut short is the redone epoch's: drop it too.
+        if epoch.isdigit() and int(epoch) < completed_epochs:
+            kept.append(line)
+    atomic.write_text(path, "\n".join(kept) + "\n", fault="metrics_csv")
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
@@ -345,9 +335,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
         # Non-chief workers must still save (collectives), but privately.
         out = os.path.join(out, ".workers", str(strategy.cluster_resolver.task_id))
     os.makedirs(out, exist_ok=True)
+    # Temporary files of writes that a kill interrupted.
+    atomic.remove_leftovers(out)
     if chief:
-        write_text_atomic(
-            os.path.join(out, "config.json"), json.dumps(dataclasses.asdict(config), indent=2)
+        atomic.write_text(
+            os.path.join(out, "config.json"),
+            json.dumps(dataclasses.asdict(config), indent=2),
+            fault="config_json",
         )
     backup_dir = os.path.join(out, "backup")
     csv_path = os.path.join(out, "metrics.csv")
@@ -381,7 +375,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             test = model.evaluate(test_ds, return_dict=True, verbose=0)
 
     model_path = os.path.join(out, "model.keras")
-    _save_model_atomic(model, model_path)
+    atomic.save_model(model, model_path, fault="model_keras")
     summary = reuse_summary(model)
     results = {
         "model": config.model,
@@ -413,5 +407,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         tflite_path = os.path.join(out, "model.tflite")
         export.to_tflite(model, tflite_path)
         results["tflite_path"] = os.path.abspath(tflite_path)
-    write_text_atomic(os.path.join(out, "results.json"), json.dumps(results, indent=2))
+    atomic.write_text(
+        os.path.join(out, "results.json"), json.dumps(results, indent=2), fault="results_json"
+    )
     return results

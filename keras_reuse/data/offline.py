@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
+from keras_reuse import atomic
 from keras_reuse.data.loading import OFFLINE_DATASETS, resolve_data_dir
 from keras_reuse.data.originals import CIFAR, IDX_FILES, CifarRelease, OriginalFile
 
@@ -267,7 +268,7 @@ def _move_into_place(built: Path, target: Path) -> None:
     created_parent = not target.parent.exists()
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        os.replace(built, target)
+        atomic.replace_directory(built, target)
     except OSError:
         if created_parent and not any(target.parent.iterdir()):
             target.parent.rmdir()
