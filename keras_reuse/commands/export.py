@@ -158,6 +158,6 @@ def main(argv: list[str]) -> None:
         )
     except ValueError as error:
         raise _Usage(_one_line(error)) from error
-    except VerificationError as error:
+    except (VerificationError, OSError) as error:
         _fail(str(error))
     print(report)
