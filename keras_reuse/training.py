@@ -269,6 +269,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         info = data.info(config.dataset, data_dir=config.data_dir)
     except ValueError as error:
         raise ConfigError("dataset", config.dataset, str(error)) from error
+    except data.DatasetNotPreparedError as error:
+        field = "data_dir" if config.data_dir is not None else "dataset"
+        raise ConfigError(field, getattr(config, field), str(error)) from error
     _check_output_dir(config)
     policy = precision.resolve_precision(config.mixed_precision)
     strategy = distribute.make_strategy(config.strategy)
@@ -285,7 +288,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 **config.model_kwargs(),
             )
         except ValueError as error:
-            raise ConfigError("model", config.model, str(error)) from error
+            # Name the architecture flag the model's message is about, if any.
+            named = [k for k in config.model_kwargs() if f"`{k}`" in str(error)]
+            field = named[0] if named else "model"
+            raise ConfigError(field, getattr(config, field), str(error)) from error
 
     train_split = "train" if "train" in info.splits else next(iter(info.splits))
     test_split = "test" if "test" in info.splits else "validation"
