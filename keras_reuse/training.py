@@ -354,10 +354,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
     _prune_csv(csv_path, latest_backup_epoch(backup_dir))
     throughput = ThroughputMonitor(config.batch_size)
     callbacks = [
-        AtomicBackupAndRestore(backup_dir),
         throughput,
         keras.callbacks.CSVLogger(csv_path, append=True),
         keras.callbacks.TensorBoard(os.path.join(out, "logs")),
+        # Last: an epoch's CSV row is written before its backup is published.
+        # Published first, a kill in between lost the row for good (the
+        # resumed run does not redo the epoch); now the row of an epoch that
+        # is not backed up is pruned and redone.
+        AtomicBackupAndRestore(backup_dir),
     ]
     if config.precise_bn_batches:
         # First: the validation, the CSV row and the backup see its statistics.
