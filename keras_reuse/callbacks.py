@@ -66,8 +66,17 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         pointer = os.path.join(self.backup_dir, _LATEST)
         if os.path.isfile(pointer):
             with open(pointer) as f:
-                self._point_at(f.read().strip())
+                name = f.read().strip()
+            self._point_at(name)
             self._load_model()
+            self._prune(name)
+
+    def _prune(self, keep: str) -> None:
+        """Deletes older backups and what killed saves left: nothing points to them."""
+        for entry in os.listdir(self.backup_dir):
+            if entry not in (keep, _LATEST) and entry.startswith("epoch-"):
+                shutil.rmtree(os.path.join(self.backup_dir, entry), ignore_errors=True)
+        atomic.remove_leftovers(self.backup_dir)
 
     def on_train_batch_end(self, batch, logs=None):
         super().on_train_batch_end(batch, logs)
@@ -76,7 +85,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     def _save_model(self):
         name = f"epoch-{self._current_epoch:05d}"
         final = os.path.join(self.backup_dir, name)
-        tmp = atomic.make_temp_directory(self.backup_dir)
+        tmp = atomic.make_temp_directory(final)
         try:
             weights = os.path.join(tmp, _WEIGHTS)
             self.model.save_weights(weights)
@@ -98,11 +107,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         atomic.write_text(os.path.join(self.backup_dir, _LATEST), name, fault="backup_pointer")
         atomic.fault_point("backup:published")
         self._point_at(name)
-        # Older backups and leftovers of killed saves are now unreachable.
-        for entry in os.listdir(self.backup_dir):
-            if entry not in (name, _LATEST) and entry.startswith("epoch-"):
-                shutil.rmtree(os.path.join(self.backup_dir, entry), ignore_errors=True)
-        atomic.remove_leftovers(self.backup_dir)
+        self._prune(name)
 
 
 class ThroughputMonitor(keras.callbacks.Callback):
