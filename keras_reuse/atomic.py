@@ -266,24 +266,26 @@ def save_model(model: Any, path: str | os.PathLike, fault: str | None = None) ->
     write_file(path, model.save, fault)
 
 
-def make_temp_directory(parent: str | os.PathLike) -> str:
-    """Creates an empty directory in `parent` to build a later `replace_directory` in.
+def make_temp_directory(target: str | os.PathLike) -> str:
+    """Creates an empty sibling of `target` to build it in, for `replace_directory`.
 
     Args:
-        parent: Directory to create it in (on the target's file system).
+        target: The directory that will be built; its parent is created if
+            needed.
 
     Returns:
         The new directory's path; its name begins with `TEMP_PREFIX`.
 
     Raises:
-        AtomicWriteError: naming `parent`, if the OS refuses.
+        AtomicWriteError: naming `target`, if the OS refuses.
     """
-    parent = os.fspath(parent)
+    target = os.fspath(target)
+    parent = os.path.dirname(os.path.abspath(target))
     try:
         os.makedirs(parent, exist_ok=True)
         return tempfile.mkdtemp(dir=parent, prefix=TEMP_PREFIX)
     except OSError as error:
-        raise AtomicWriteError(parent, error) from error
+        raise AtomicWriteError(target, error) from error
 
 
 def replace_directory(source: str | os.PathLike, target: str | os.PathLike) -> None:
