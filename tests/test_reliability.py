@@ -13,6 +13,8 @@ import os
 import pickle
 import random
 import resource
+import select
+import signal
 import subprocess
 import sys
 import zipfile
@@ -43,6 +45,8 @@ TINY = [
     f"--epochs={EPOCHS}",
 ]
 KILLED = -9
+# A run takes seconds; a child that hangs fails the test instead of the suite.
+RUN_TIMEOUT_S = 300
 
 
 class Runs:
@@ -62,6 +66,7 @@ class Runs:
             stdout=subprocess.PIPE,
             text=True,
             env=env,
+            start_new_session=True,  # its children die with it on a timeout
         )
 
     def train(self, out, *flags, fault=None):
@@ -75,14 +80,19 @@ class Runs:
         }
         self.server.stdin.write(json.dumps(request) + "\n")
         self.server.stdin.flush()
+        ready, _, _ = select.select([self.server.stdout], [], [], RUN_TIMEOUT_S)
+        if not ready:
+            os.killpg(self.server.pid, signal.SIGKILL)
+            pytest.fail(f"no answer in {RUN_TIMEOUT_S} s from the run logged in {log}")
         reply = self.server.stdout.readline()
         assert reply, "the fork server died"
         with open(log) as f:
             return json.loads(reply)["returncode"], f.read()
 
     def close(self):
-        self.server.stdin.close()
-        self.server.wait(timeout=60)
+        if self.server.poll() is None:
+            self.server.stdin.close()
+            self.server.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
