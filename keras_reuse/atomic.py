@@ -72,6 +72,9 @@ class AtomicWriteError(OSError):
         super().__init__(error.errno, error.strerror or str(error), path)
         self.path = path
 
+    def __reduce__(self):  # pickles with the constructor's arguments
+        return type(self), (self.path, OSError(self.errno, self.strerror))
+
     def __str__(self) -> str:
         code = errno.errorcode.get(self.errno, str(self.errno)) if self.errno else "OSError"
         return (
@@ -291,13 +294,12 @@ def make_temp_directory(target: str | os.PathLike) -> str:
 def replace_directory(source: str | os.PathLike, target: str | os.PathLike) -> None:
     """Renames the complete directory `source` to `target` in one step.
 
-    Every file in `source` is flushed to disk first. A `target` that exists
-    is replaced (removed first: `os.replace` cannot replace a non-empty
-    directory), so it must be a directory nothing points to.
+    Every file in `source` is flushed to disk first.
 
     Args:
         source: The finished directory, on the same file system as `target`.
-        target: Where it goes; its parent must exist.
+        target: Where it goes: absent or an empty directory (`os.replace`
+            does not replace a non-empty one); its parent must exist.
 
     Raises:
         AtomicWriteError: naming `target`, if the OS refuses; `source` is
@@ -308,8 +310,6 @@ def replace_directory(source: str | os.PathLike, target: str | os.PathLike) -> N
         for root, _, files in os.walk(source):
             for name in files:
                 _fsync_file(os.path.join(root, name))
-        if os.path.isdir(target):
-            shutil.rmtree(target)
         os.replace(source, target)
     except OSError as error:
         raise AtomicWriteError(target, error) from error

@@ -92,6 +92,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             atomic.fault_point("backup:mid_weights", partial=weights)
             with open(os.path.join(tmp, _METADATA), "w") as f:
                 json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+            if os.path.exists(final):  # a killed save's, never published
+                shutil.rmtree(final)
             atomic.replace_directory(tmp, final)
         except OSError as error:
             shutil.rmtree(tmp, ignore_errors=True)
