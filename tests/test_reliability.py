@@ -26,7 +26,7 @@ import pytest
 import torch
 from absl import flags
 
-from keras_reuse import atomic, cli, export, pretrained
+from keras_reuse import atomic, cli, export, pretrained, training
 from keras_reuse.callbacks import AtomicBackupAndRestore, latest_backup_epoch
 from keras_reuse.compiling import compile_for_training
 from keras_reuse.data import offline
@@ -167,6 +167,14 @@ def test_kills_at_the_dangerous_instants_leave_nothing_partial_and_resume_finish
     # Epoch 2's weights half written: epoch 1's backup is the latest.
     assert _kill(runs, out, "backup:mid_weights@2") == 1
     assert leftovers(backup)
+    # Without --resume the killed run's directory is refused, and left alone.
+    before = sorted(os.listdir(out))
+    config = training.TrainConfig(
+        output_dir=out, model="lrunet", layer_reuse=1, epochs=EPOCHS, verbose=0
+    )
+    with pytest.raises(training.ConfigError, match=r"--output_dir=.*pass --resume"):
+        training.train(config)
+    assert sorted(os.listdir(out)) == before
     # The resumed run redoes epoch 2; its backup is complete, not yet published.
     assert _kill(runs, out, "backup:after_weights@1") == 1
     assert os.path.isdir(os.path.join(backup, "epoch-00002"))
