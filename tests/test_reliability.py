@@ -225,11 +225,14 @@ def _random_fault(rng, out):
 def test_ten_kills_at_random_instants_end_like_clean_stops_at_the_same_epochs(runs, tmp_path):
     """Ten seeded random kills in a row, each resumed, then a run to the end.
 
-    Exact equality with an uninterrupted run is impossible by design: a
-    resumed process reads its data from a fresh tf.data pipeline, whose
-    shuffle (`reshuffle_each_iteration`) and augmentation seeds
-    (`rerandomize_each_iteration`) start their per-epoch sequence again, so
-    the epoch after a resume sees other batches than it would have.
+    Exact equality with an uninterrupted run is impossible by design (two
+    uninterrupted runs are bit-identical; one stopped cleanly after epoch 1
+    and resumed is not): a resumed process reads its data from a fresh
+    tf.data pipeline, whose shuffle (`reshuffle_each_iteration`) and
+    augmentation seeds (`rerandomize_each_iteration`) start their per-epoch
+    sequence again, and Dropout's seed generator starts again too (Keras
+    saves no seed state with the weights), so the epochs after a resume
+    see other batches and masks than they would have.
     The closest claim that holds: a kill at any instant costs exactly the
     epoch it interrupted. The killed run ends with the same epochs and
     bit-identical weights (op determinism on) as a run stopped cleanly,
