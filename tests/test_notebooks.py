@@ -47,7 +47,7 @@ SMALL = {
         CHECKPOINT_DIR=PRETRAINED, TEST_EXAMPLES=256, FINETUNE_EXAMPLES=256, FINETUNE_EPOCHS=1
     ),
 }
-# Output that only a notebook run to its end prints.
+# Output that only the last cells of each notebook produce.
 RESULT = {
     "01_quickstart.ipynb": "reloaded model gives the same logits",
     "02_layer_reuse_study.ipynb": "CSV: ",
@@ -105,7 +105,7 @@ def test_notebook_runs_top_to_bottom(name, tmp_path):
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     # Every code cell ran, once, in order.
     assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1))
-    # And the notebook got to its result: the last line it prints.
+    # And it got to its result: output that only its last cells produce.
     printed = "".join(
         output.get("text", "") + output.get("data", {}).get("text/markdown", "")
         for cell in code
