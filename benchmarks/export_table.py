@@ -22,7 +22,7 @@ import tempfile
 from absl import app, flags, logging
 
 from benchmarks import measure
-from keras_reuse.callbacks import write_text_atomic
+from keras_reuse import atomic
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["fmnist_lru1", "fmnist_lru10", "cifar10_lru14"], "Rows to measure.")
@@ -152,11 +152,11 @@ def main(argv: list[str]) -> None:
             rows.extend(measure_checkpoint(name, directory))
     table = markdown(rows, machine)
     print(table)
-    write_text_atomic(
+    atomic.write_text(
         os.path.join(FLAGS.output_dir, "export.json"),
         json.dumps({"machine": machine, "rows": rows}, indent=2),
     )
-    write_text_atomic(os.path.join(FLAGS.output_dir, "export.md"), table)
+    atomic.write_text(os.path.join(FLAGS.output_dir, "export.md"), table)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ import math
 import os
 import statistics
 import sys
-import tempfile
 import textwrap
 import time
 from typing import Any
@@ -173,15 +172,9 @@ def _evaluate(net, images, labels, batch_size: int = 1000) -> tuple[float, float
 def _save_atomic(obj: Any, path: str) -> None:
     import torch
 
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".pt")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    from keras_reuse import atomic
+
+    atomic.write_file(path, lambda tmp: torch.save(obj, tmp))
 
 
 def train_torch(
@@ -392,10 +385,9 @@ def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
     # One panel is narrow: break the title instead of clipping it.
     figure.suptitle(textwrap.fill(title, 70 * len(counts)), fontsize="medium")
     FigureCanvasAgg(figure)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".png")
-    os.close(fd)
-    figure.savefig(tmp, format="png", dpi=110)
-    os.replace(tmp, path)
+    from keras_reuse import atomic
+
+    atomic.write_file(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
 
 
 def _csv_text(rows: list[dict[str, Any]]) -> str:
@@ -427,7 +419,7 @@ def main(argv: list[str]) -> None:
     if os.path.isdir(out) and os.listdir(out) and not FLAGS.resume:
         _fail(f"--output_dir={out}: already holds runs; pass --resume to continue them")
 
-    from keras_reuse import callbacks, data
+    from keras_reuse import atomic, data
 
     try:
         info = data.info(FLAGS.dataset, data_dir=FLAGS.data_dir)
@@ -460,7 +452,7 @@ def main(argv: list[str]) -> None:
         for name, value in settings.items():
             if name != "verbose" and saved.get(name) != value:
                 _fail(f"--{name}={value}: differs from the runs in {out} ({saved.get(name)})")
-    callbacks.write_text_atomic(settings_path, json.dumps(settings, indent=2))
+    atomic.write_text(settings_path, json.dumps(settings, indent=2))
 
     rows: list[dict[str, Any]] = []
     for n in counts:
@@ -475,7 +467,7 @@ def main(argv: list[str]) -> None:
                 info.num_classes,
                 settings,
             )
-            callbacks.write_text_atomic(os.path.join(out, CSV_NAME), _csv_text(rows))
+            atomic.write_text(os.path.join(out, CSV_NAME), _csv_text(rows))
     verdicts = verdict(rows, FLAGS.epochs)
     title = (
         f"{FLAGS.dataset}: {FLAGS.epochs} epoch(s) on {len(train_np[1]):,} training images, "
@@ -483,7 +475,7 @@ def main(argv: list[str]) -> None:
         f"test accuracy on {len(test_np[1]):,} test images"
     )
     plot(rows, os.path.join(out, PLOT_NAME), title)
-    callbacks.write_text_atomic(
+    atomic.write_text(
         os.path.join(out, VERDICT_NAME),
         json.dumps({"settings": settings, "seeds": seeds, "verdicts": verdicts}, indent=2),
     )

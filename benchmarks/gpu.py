@@ -295,11 +295,11 @@ def main(argv: list[str]) -> None:
     table = markdown(payload)
     print(table)
     if FLAGS.output_dir:
-        from keras_reuse.callbacks import write_text_atomic
+        from keras_reuse import atomic
 
         os.makedirs(FLAGS.output_dir, exist_ok=True)
-        write_text_atomic(os.path.join(FLAGS.output_dir, "gpu.json"), json.dumps(payload, indent=2))
-        write_text_atomic(os.path.join(FLAGS.output_dir, "gpu.md"), table)
+        atomic.write_text(os.path.join(FLAGS.output_dir, "gpu.json"), json.dumps(payload, indent=2))
+        atomic.write_text(os.path.join(FLAGS.output_dir, "gpu.md"), table)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import time
 
 from absl import app, flags
 
-from keras_reuse.callbacks import write_text_atomic
+from keras_reuse import atomic
 
 FLAGS = flags.FLAGS
 
@@ -120,7 +120,7 @@ def main(argv: list[str]) -> None:
         "results": results,
     }
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-    write_text_atomic(FLAGS.output, json.dumps(payload, indent=2) + "\n")
+    atomic.write_text(FLAGS.output, json.dumps(payload, indent=2) + "\n")
 
     print(f"batch {FLAGS.batch_size}, augmentation on, {os.cpu_count()} CPUs, TF {tf.__version__}")
     header = (

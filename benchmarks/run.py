@@ -33,7 +33,7 @@ from typing import Any
 from absl import app, flags
 
 from benchmarks import measure, models
-from keras_reuse.callbacks import write_text_atomic
+from keras_reuse import atomic
 
 SCHEMA_VERSION = 1
 
@@ -521,10 +521,10 @@ def main(argv: list[str]) -> None:
         payload["complete"] = complete
         table = markdown(payload)
         os.makedirs(FLAGS.output_dir, exist_ok=True)
-        write_text_atomic(
+        atomic.write_text(
             os.path.join(FLAGS.output_dir, "results.json"), json.dumps(payload, indent=2)
         )
-        write_text_atomic(os.path.join(FLAGS.output_dir, "results.md"), table)
+        atomic.write_text(os.path.join(FLAGS.output_dir, "results.md"), table)
         return table
 
     # The files are rewritten after every model, so a long run that is

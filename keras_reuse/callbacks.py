@@ -20,30 +20,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 
 import keras
 
+from keras_reuse import atomic
+
 _LATEST = "latest"
 _WEIGHTS = "model.weights.h5"
 _METADATA = "training_metadata.json"
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Writes `text` to `path` through a temp file and `os.replace`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def latest_backup_epoch(backup_dir: str) -> int:
@@ -81,31 +66,50 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         pointer = os.path.join(self.backup_dir, _LATEST)
         if os.path.isfile(pointer):
             with open(pointer) as f:
-                self._point_at(f.read().strip())
+                name = f.read().strip()
+            self._point_at(name)
             self._load_model()
+            self._prune(name)
+
+    def _prune(self, keep: str) -> None:
+        """Deletes older backups and what killed saves left: nothing points to them."""
+        for entry in os.listdir(self.backup_dir):
+            if entry not in (keep, _LATEST) and entry.startswith("epoch-"):
+                shutil.rmtree(os.path.join(self.backup_dir, entry), ignore_errors=True)
+        atomic.remove_leftovers(self.backup_dir)
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, logs)
+        atomic.fault_point("train:batch_end")
 
     def _save_model(self):
-        os.makedirs(self.backup_dir, exist_ok=True)
         name = f"epoch-{self._current_epoch:05d}"
-        tmp = tempfile.mkdtemp(dir=self.backup_dir, prefix=".tmp-")
-        self.model.save_weights(os.path.join(tmp, _WEIGHTS))
-        write_text_atomic(
-            os.path.join(tmp, _METADATA),
-            json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}),
-        )
         final = os.path.join(self.backup_dir, name)
-        if os.path.exists(final):
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        write_text_atomic(os.path.join(self.backup_dir, _LATEST), name)
+        tmp = atomic.make_temp_directory(final)
+        try:
+            weights = os.path.join(tmp, _WEIGHTS)
+            self.model.save_weights(weights)
+            atomic.fault_point("backup:mid_weights", partial=weights)
+            with open(os.path.join(tmp, _METADATA), "w") as f:
+                json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+            if os.path.exists(final):  # a killed save's, never published
+                shutil.rmtree(final)
+            atomic.replace_directory(tmp, final)
+        except OSError as error:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(error, atomic.AtomicWriteError):
+                raise
+            raise atomic.AtomicWriteError(final, error) from error
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        atomic.fault_point("backup:after_weights")
+        # The one step that publishes the backup: until the pointer names it,
+        # a restart restores the previous one.
+        atomic.write_text(os.path.join(self.backup_dir, _LATEST), name, fault="backup_pointer")
+        atomic.fault_point("backup:published")
         self._point_at(name)
-        # Older backups and leftovers of killed saves are now unreachable.
-        for entry in os.listdir(self.backup_dir):
-            if entry not in (name, _LATEST) and (
-                entry.startswith("epoch-") or entry.startswith(".tmp-")
-            ):
-                path = os.path.join(self.backup_dir, entry)
-                (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
+        self._prune(name)
 
 
 class ThroughputMonitor(keras.callbacks.Callback):

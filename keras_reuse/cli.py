@@ -2,7 +2,9 @@
 
 Each subcommand lives in `keras_reuse.commands.<name>` with its own absl
 flags and `main(argv)`; only the chosen one is imported, so their flags
-never meet.
+never meet. Every usage error, a flag absl cannot parse (`--epochs=abc`,
+an unknown flag) as much as a `UsageError` raised by a subcommand, ends the
+program with one line, `keras-reuse NAME: error: ...`, and exit code 2.
 """
 
 from __future__ import annotations
@@ -29,11 +31,15 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def run(argv: list[str] | None = None) -> None:
     """Entry point of the `keras-reuse` console script."""
     # TensorFlow's C++ start-up chatter would bury the progress bar.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from absl import app
+    from absl import app, flags
 
     argv = list(sys.argv if argv is None else argv)
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
@@ -44,7 +50,27 @@ def run(argv: list[str] | None = None) -> None:
         print(f"keras-reuse: unknown subcommand {name!r}\n\n{_usage()}", file=sys.stderr)
         sys.exit(2)
     module = importlib.import_module(f"keras_reuse.commands.{name}")
-    app.run(module.main, argv=[f"keras-reuse {name}", *argv[2:]])
+    program = f"keras-reuse {name}"
+
+    def usage_error(error: Exception) -> None:
+        # absl would print the whole help before the message (and exit 1 for
+        # a flag it cannot parse); one line names what is wrong.
+        print(f"{program}: error: {_one_line(error)}", file=sys.stderr)
+        sys.exit(2)
+
+    def parse(args: list[str]) -> list[str]:
+        try:
+            return flags.FLAGS(args)
+        except flags.Error as error:
+            usage_error(error)
+
+    def main(args: list[str]) -> None:
+        try:
+            module.main(args)
+        except app.UsageError as error:
+            usage_error(error)
+
+    app.run(main, argv=[program, *argv[2:]], flags_parser=parse)
 
 
 if __name__ == "__main__":

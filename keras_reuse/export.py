@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,6 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_reuse import atomic
 from keras_reuse._graph import graph_nodes
 from keras_reuse.backends import require_tensorflow
 from keras_reuse.layers import GroupedPointwiseConv
@@ -558,6 +558,9 @@ def to_tflite(
             before anything is converted or written.
         VerificationError: if the file does not reproduce the model within
             tolerance; nothing is written.
+        keras_reuse.atomic.AtomicWriteError: (an OSError) naming `path` if
+            the OS refuses the write (full disk, read-only directory); a
+            previous file at `path` is left as it was.
     """
     require_tensorflow("TFLite export (to_tflite)", TFLITE_INSTEAD)
     input_shape = _input_shape(model)
@@ -643,20 +646,19 @@ def to_tflite(
     graph = _export_graph(model, fold_batchnorm)
     flatbuffer = _converter(graph, input_shape, quantization, calibration).convert()
 
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    figures: dict[str, Any] = {}
+
+    def write_and_verify(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             f.write(flatbuffer)
-        figures: dict[str, Any] = {}
         if verify:
-            figures = _verify(tmp, model, images, labels, quantization, min_top1_agreement, path)
+            # The file itself is run: a file that fails is never put in place.
+            figures.update(
+                _verify(tmp, model, images, labels, quantization, min_top1_agreement, path)
+            )
             figures["samples"] = source
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    atomic.write_file(path, write_and_verify)
     return ExportReport(
         path=path,
         size_bytes=len(flatbuffer),

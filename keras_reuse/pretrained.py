@@ -12,13 +12,17 @@ Reading the checkpoints needs torch, the optional extra
 `pip install "keras-reuse[torch]"`; it is imported only when a checkpoint is
 read, so this module imports without it. Checkpoints are unpickled with
 `torch.load(..., weights_only=True)`, which only rebuilds tensors and plain
-containers and never runs code from the file.
+containers and never runs code from the file. Before torch reads anything,
+a file larger than `MAX_CHECKPOINT_BYTES` (the published ones are 0.5-3.4
+MB) and a zip-format checkpoint whose end, the zip's directory, is missing
+(a truncated copy) are refused with an error naming the file.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import zipfile
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +49,10 @@ _BATCH_NORM = {
     "running_var": "moving_variance",
 }
 _MAX_LISTED_KEYS = 6
+# Hundreds of times the largest published checkpoint (3.4 MB): a larger
+# file is not an LruNet checkpoint, and is refused before torch reads it.
+MAX_CHECKPOINT_BYTES = 1 << 30
+_ZIP_MAGIC = b"PK\x03\x04"
 
 
 def _import_torch() -> Any:
@@ -75,6 +83,24 @@ def _load_failure(path: str, error: Exception) -> str:
     )
 
 
+def _check_file(path: str) -> None:
+    """Refuses, from the size and the first and last bytes only, what cannot be a checkpoint."""
+    size = os.path.getsize(path)
+    if size > MAX_CHECKPOINT_BYTES:
+        raise ValueError(
+            f"Cannot read the PyTorch checkpoint {path!r}: it is {size:,} bytes, more than "
+            f"any LruNet checkpoint (limit {MAX_CHECKPOINT_BYTES:,} bytes); not read"
+        )
+    with open(path, "rb") as f:
+        magic = f.read(len(_ZIP_MAGIC))
+    # torch.save's zip format keeps its directory at the end of the file.
+    if magic == _ZIP_MAGIC and not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"Cannot read the PyTorch checkpoint {path!r}: the file ends early, it is "
+            f"truncated (a zip-format checkpoint of {size:,} bytes without its end record)"
+        )
+
+
 def _read_state_dict(path: str) -> dict[str, np.ndarray]:
     """Unpickles `path` and returns its state_dict as float32 numpy arrays.
 
@@ -84,6 +110,7 @@ def _read_state_dict(path: str) -> dict[str, np.ndarray]:
     reads; the published checkpoints predate it).
     """
     torch = _import_torch()
+    _check_file(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises a zoo of types for bad files.
@@ -250,9 +277,11 @@ def load_lrunet_checkpoint(path: str | os.PathLike) -> keras.Model:
     Raises:
         FileNotFoundError: if `path` is not a file.
         ImportError: if torch is not installed (names the `torch` extra).
-        ValueError: naming the file, if it is corrupted or truncated, is not
-            a PyTorch checkpoint, or holds a network other than an LruNet
-            (missing, extra or wrongly shaped tensors).
+        ValueError: naming the file, if it is corrupted or truncated, is
+            larger than `MAX_CHECKPOINT_BYTES`, is not a PyTorch checkpoint of
+            tensors (a pickle that would run code is refused unrun), or holds
+            a network other than an LruNet (missing, extra or wrongly shaped
+            tensors).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):

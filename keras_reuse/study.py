@@ -39,7 +39,6 @@ import io
 import json
 import os
 import statistics
-import tempfile
 import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -47,8 +46,8 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from keras_reuse import applications, data, training
-from keras_reuse.callbacks import latest_backup_epoch, write_text_atomic
+from keras_reuse import applications, atomic, data, training
+from keras_reuse.callbacks import latest_backup_epoch
 from keras_reuse.summary import reuse_summary
 
 CSV_NAME = "layer_reuse_study.csv"
@@ -295,17 +294,8 @@ def read_csv(path: str, row_type: type = StudyRow) -> list[Any]:
 
 
 def _save_figure(figure: Figure, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
-    os.close(fd)
-    try:
-        FigureCanvasAgg(figure)
-        figure.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    FigureCanvasAgg(figure)
+    atomic.write_file(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120))
 
 
 def _by_reuse(rows: Sequence[StudyRow]) -> dict[int, list[StudyRow]]:
@@ -609,8 +599,8 @@ def run_study(
             )
         )
         epoch_rows.extend(read_run_epochs(run_dirs[n, seed], n, seed))
-        write_text_atomic(csv_path, _csv_text(rows))
-        write_text_atomic(epochs_csv_path, _csv_text(epoch_rows, EPOCH_COLUMNS))
+        atomic.write_text(csv_path, _csv_text(rows))
+        atomic.write_text(epochs_csv_path, _csv_text(epoch_rows, EPOCH_COLUMNS))
 
     train_split = "train" if "train" in info.splits else next(iter(info.splits))
     eval_split = "test" if "test" in info.splits else "validation"

@@ -28,20 +28,18 @@ import json
 import math
 import os
 import statistics
-import tempfile
 import time
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from keras_reuse import applications, data, distribute, precision
+from keras_reuse import applications, atomic, data, distribute, precision
 from keras_reuse.callbacks import (
     AtomicBackupAndRestore,
     PreciseBatchNorm,
     ThroughputMonitor,
     latest_backup_epoch,
-    write_text_atomic,
 )
 from keras_reuse.compiling import compile_for_training
 from keras_reuse.summary import reuse_summary
@@ -235,19 +233,6 @@ def _split(base: str, limit: int | None) -> str:
     return base if limit is None else f"{base}[:{limit}]"
 
 
-def _save_model_atomic(model: keras.Model, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".keras")
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _prune_csv(path: str, completed_epochs: int) -> None:
     """Drops CSV rows of epochs that the resumed run will redo."""
     if not os.path.isfile(path):
@@ -256,8 +241,13 @@ def _prune_csv(path: str, completed_epochs: int) -> None:
         lines = f.read().splitlines()
     if not lines:
         return
-    kept = [lines[0]] + [ln for ln in lines[1:] if int(ln.split(",")[0]) < completed_epochs]
-    write_text_atomic(path, "\n".join(kept) + "\n")
+    kept = [lines[0]]
+    for line in lines[1:]:
+        epoch = line.split(",")[0]
+        # A row that a kill cut short is the redone epoch's: drop it too.
+        if epoch.isdigit() and int(epoch) < completed_epochs:
+            kept.append(line)
+    atomic.write_text(path, "\n".join(kept) + "\n", fault="metrics_csv")
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
@@ -279,6 +269,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         info = data.info(config.dataset, data_dir=config.data_dir)
     except ValueError as error:
         raise ConfigError("dataset", config.dataset, str(error)) from error
+    except data.DatasetNotPreparedError as error:
+        field = "data_dir" if config.data_dir is not None else "dataset"
+        raise ConfigError(field, getattr(config, field), str(error)) from error
     _check_output_dir(config)
     policy = precision.resolve_precision(config.mixed_precision)
     strategy = distribute.make_strategy(config.strategy)
@@ -295,7 +288,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 **config.model_kwargs(),
             )
         except ValueError as error:
-            raise ConfigError("model", config.model, str(error)) from error
+            # Name the architecture flag the model's message is about, if any.
+            named = [k for k in config.model_kwargs() if f"`{k}`" in str(error)]
+            field = named[0] if named else "model"
+            raise ConfigError(field, getattr(config, field), str(error)) from error
 
     train_split = "train" if "train" in info.splits else next(iter(info.splits))
     test_split = "test" if "test" in info.splits else "validation"
@@ -345,19 +341,27 @@ def train(config: TrainConfig) -> dict[str, Any]:
         # Non-chief workers must still save (collectives), but privately.
         out = os.path.join(out, ".workers", str(strategy.cluster_resolver.task_id))
     os.makedirs(out, exist_ok=True)
+    # Temporary files of writes that a kill interrupted.
+    atomic.remove_leftovers(out)
     if chief:
-        write_text_atomic(
-            os.path.join(out, "config.json"), json.dumps(dataclasses.asdict(config), indent=2)
+        atomic.write_text(
+            os.path.join(out, "config.json"),
+            json.dumps(dataclasses.asdict(config), indent=2),
+            fault="config_json",
         )
     backup_dir = os.path.join(out, "backup")
     csv_path = os.path.join(out, "metrics.csv")
     _prune_csv(csv_path, latest_backup_epoch(backup_dir))
     throughput = ThroughputMonitor(config.batch_size)
     callbacks = [
-        AtomicBackupAndRestore(backup_dir),
         throughput,
         keras.callbacks.CSVLogger(csv_path, append=True),
         keras.callbacks.TensorBoard(os.path.join(out, "logs")),
+        # Last: an epoch's CSV row is written before its backup is published.
+        # Published first, a kill in between lost the row for good (the
+        # resumed run does not redo the epoch); now the row of an epoch that
+        # is not backed up is pruned and redone.
+        AtomicBackupAndRestore(backup_dir),
     ]
     if config.precise_bn_batches:
         # First: the validation, the CSV row and the backup see its statistics.
@@ -381,7 +385,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             test = model.evaluate(test_ds, return_dict=True, verbose=0)
 
     model_path = os.path.join(out, "model.keras")
-    _save_model_atomic(model, model_path)
+    atomic.save_model(model, model_path, fault="model_keras")
     summary = reuse_summary(model)
     results = {
         "model": config.model,
@@ -413,5 +417,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         tflite_path = os.path.join(out, "model.tflite")
         export.to_tflite(model, tflite_path)
         results["tflite_path"] = os.path.abspath(tflite_path)
-    write_text_atomic(os.path.join(out, "results.json"), json.dumps(results, indent=2))
+    atomic.write_text(
+        os.path.join(out, "results.json"), json.dumps(results, indent=2), fault="results_json"
+    )
     return results

@@ -34,9 +34,8 @@ from typing import Any
 import keras
 import keras_tuner
 
-from keras_reuse import applications, data
+from keras_reuse import applications, atomic, data
 from keras_reuse.applications.lrunet import _check_width
-from keras_reuse.callbacks import write_text_atomic
 from keras_reuse.compiling import compile_for_training
 
 TUNERS = ("random", "bayesian", "hyperband")
@@ -572,7 +571,7 @@ def search(
 
     rows = _trial_rows(kt_tuner)
     trials_path = os.path.join(output_dir, "trials.csv")
-    write_text_atomic(trials_path, _csv_text(rows))
+    atomic.write_text(trials_path, _csv_text(rows))
     if not rows or rows[0][OBJECTIVE] is None:
         raise RuntimeError(f"No trial of the search in {output_dir} completed; see {trials_path}.")
     best_trial = kt_tuner.oracle.get_trial(rows[0]["trial_id"])
@@ -602,7 +601,7 @@ def search(
         "train_command": "keras-reuse train " + " ".join(train_flags),
     }
     best_path = os.path.join(output_dir, "best.json")
-    write_text_atomic(best_path, json.dumps(summary, indent=2) + "\n")
+    atomic.write_text(best_path, json.dumps(summary, indent=2) + "\n")
     return SearchResult(
         best_hyperparameters=values,
         best_score=float(best_trial.score),

@@ -450,6 +450,6 @@ def test_cli_usage_errors_write_nothing(
     args = [a.format(model=saved_small_lrunet, bad=tmp_path / "bad.keras") for a in args]
     code, _, stderr = run_cli(capsys, *args)
     assert code == 2
-    # absl prints the usage (here pytest's docstring), then the error, one line.
+    # One line: `keras-reuse export: error: ...`.
     assert re.search(message, stderr.strip().splitlines()[-1])
     assert not any(name.endswith(".tflite") for name in os.listdir(tmp_path))

@@ -168,16 +168,17 @@ def test_cli_list_and_prepare(prepared, debian, tmp_path, capsys):
 
     target = tmp_path / "out"
     nowhere = tmp_path / "nowhere"
+    # Usage errors: exit code 2 and one line, before anything is written.
     code, _, err = _cli(capsys, "prepare", "fashion_mnist", "--from", nowhere, "--data_dir", target)
-    assert code == 1
-    assert f"source_dir='{nowhere}'" in err
+    assert code == 2
+    assert err.strip() == f"keras-reuse data: error: --from={nowhere}: not a directory"
     assert not target.exists()
     code, _, err = _cli(capsys, "prepare", "fashion_mnist", "--data_dir", target)
-    assert code == 1 and "needs --from DIR" in err
+    assert code == 2 and "needs --from DIR" in err
     code, _, err = _cli(capsys, "list", "--from", debian)
-    assert code == 1 and "--from applies to `prepare` only" in err
+    assert code == 2 and "--from applies to `prepare` only" in err
     code, _, err = _cli(capsys, "frobnicate")
-    assert code == 1 and "unknown command 'frobnicate'" in err
+    assert code == 2 and "unknown command 'frobnicate'" in err
 
 
 # --- Damaged, missing and bad sources -----------------------------------------------------

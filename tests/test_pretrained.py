@@ -258,7 +258,7 @@ def test_convert_cli_bad_input(tmp_path, capsys, args, message):
     (tmp_path / "bad.t7").write_bytes(FMNIST_LRU1.read_bytes()[:16] + b"\x00" * 64)
     code, _, stderr = _convert(capsys, *args(tmp_path))
     assert code == 2
-    # absl prints the usage, then the error on one line of its own.
+    # One line: `keras-reuse convert: error: ...`.
     assert any(re.search(message, line) for line in stderr.splitlines()), stderr
     assert sorted(os.listdir(tmp_path)) == ["bad.t7"]  # nothing written
 

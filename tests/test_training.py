@@ -1,20 +1,18 @@
-"""Training: the CLI end to end on real Fashion-MNIST, resume after SIGKILL,
-strategies, mixed precision and bad flags."""
+"""Training: the CLI end to end on real Fashion-MNIST, strategies, mixed precision
+and bad flags. Kills and resumes: tests/test_reliability.py."""
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
 import pytest
 
 from keras_reuse import data, training
-from keras_reuse.callbacks import latest_backup_epoch
+from keras_reuse.applications import LruNet
 
 # Small, fast runs on a real slice of the data (TFDS_DATA_DIR, set by .ci/run).
 QUICK = dict(
@@ -124,53 +122,6 @@ def test_mixed_bfloat16_trains_with_a_float32_output(tmp_path):
     assert keras.config.dtype_policy().name == "float32"
 
 
-def test_resume_after_sigkill_ends_with_the_same_epoch_count(tmp_path):
-    out = str(tmp_path / "killed")
-    flags = [*QUICK_FLAGS, "--epochs=3", "--steps_per_epoch=6", f"--output_dir={out}"]
-    # The first run stalls at the start of epoch 2, so the kill lands there
-    # however busy the machine is (tiny epochs would otherwise race the poll).
-    stall = (
-        "import sys, time\n"
-        "from keras_reuse import callbacks, cli\n"
-        "begin = callbacks.ThroughputMonitor.on_epoch_begin\n"
-        "def on_epoch_begin(self, epoch, logs=None):\n"
-        "    if epoch == 1:\n"
-        "        time.sleep(600)\n"
-        "    begin(self, epoch, logs)\n"
-        "callbacks.ThroughputMonitor.on_epoch_begin = on_epoch_begin\n"
-        "cli.run([sys.argv[0], 'train', *sys.argv[1:]])\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", stall, *flags],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    backup = os.path.join(out, "backup")
-    deadline = time.monotonic() + 240
-    while latest_backup_epoch(backup) < 1:
-        assert proc.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, "no backup after 240 s"
-        time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGKILL)  # epoch 2 has begun
-    proc.wait()
-    assert not os.path.exists(os.path.join(out, "results.json"))
-
-    # Without --resume the run directory is protected.
-    with pytest.raises(training.ConfigError, match=r"--output_dir=.*pass --resume"):
-        training.train(training.TrainConfig(output_dir=out, **{**QUICK, "epochs": 3}))
-
-    resumed = cli(*flags, "--resume")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    with open(os.path.join(out, "results.json")) as f:
-        results = json.load(f)
-    assert results["epochs_completed"] == 3
-    # Epoch 1 came from the backup: this session ran epochs 2 and 3.
-    assert results["epochs_this_session"] == 2
-    assert read_csv_epochs(os.path.join(out, "metrics.csv")) == [0, 1, 2]
-    # Nothing half-written is left for a restart to trust.
-    assert not [f for f in os.listdir(backup) if f.startswith(".tmp-")]
-
-
 def test_resume_with_another_network_is_refused(tmp_path):
     out = str(tmp_path / "run")
     training.train(training.TrainConfig(output_dir=out, **{**QUICK, "epochs": 1}))
@@ -241,8 +192,18 @@ def test_multi_worker_strategy_two_processes_agree_on_the_weights(tmp_path):
     # (BatchNorm moving statistics are each worker's own, as without SyncBN.)
     for a, b in zip(chief.trainable_weights, worker.trainable_weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
-    # Training moved the weights away from the shared initialisation.
-    assert chief.get_layer("stage1_pw").kernel.numpy().std() > 0
+    # Training moved the weights from the initialisation, which the same seed
+    # builds here: every kernel changed, yet is still close to where it began
+    # after three steps (a mismatched initialisation would be uncorrelated).
+    keras.utils.set_random_seed(0)
+    initial = LruNet(
+        num_classes=10, input_shape=(28, 28, 1), layer_reuse=1, classifier_activation=None
+    )
+    for name in ("stage1_pw", "stage4_pw", "head_logits_conv"):
+        before = initial.get_layer(name).kernel.numpy().ravel()
+        after = chief.get_layer(name).kernel.numpy().ravel()
+        assert not np.array_equal(before, after), name
+        assert np.corrcoef(before, after)[0, 1] > 0.9, name
 
 
 # ------------------------------------------------------------- Bad input --

@@ -14,11 +14,11 @@ can regenerate the shipped weights from the published files.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import os
 import re
 import sys
-import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLE = os.path.join(ROOT, "keras_reuse", "applications", "lrunet_presets.py")
@@ -37,6 +37,7 @@ def convert(checkpoints: str) -> dict[str, str]:
     """Writes every preset's weights file; returns `{preset name: sha256}`."""
     import numpy as np
 
+    from keras_reuse import atomic
     from keras_reuse.applications.lrunet_presets import PRESETS
     from keras_reuse.pretrained import load_lrunet_checkpoint
 
@@ -49,15 +50,7 @@ def convert(checkpoints: str) -> dict[str, str]:
         if got != want:
             raise SystemExit(f"{preset.checkpoint}: (input shape, classes, params) {got} != {want}")
         target = os.path.join(WEIGHTS, preset.file)
-        fd, partial = tempfile.mkstemp(suffix=".weights.h5", dir=WEIGHTS)
-        os.close(fd)
-        try:
-            model.save_weights(partial, overwrite=True)
-            os.chmod(partial, 0o644)
-            os.replace(partial, target)
-        finally:
-            if os.path.exists(partial):
-                os.remove(partial)
+        atomic.write_file(target, functools.partial(model.save_weights, overwrite=True))
         digests[preset.name] = sha256(target)
         print(
             f"{preset.name}: {preset.file} {os.path.getsize(target):,} bytes "
@@ -75,10 +68,9 @@ def write_digests(digests: dict[str, str]) -> None:
         text, count = pattern.subn(rf"\g<1>{digest}\g<2>", text, count=1)
         if count != 1:
             raise SystemExit(f"preset {name!r} not found in {TABLE}")
-    fd, partial = tempfile.mkstemp(suffix=".py", dir=os.path.dirname(TABLE))
-    with os.fdopen(fd, "w") as file:
-        file.write(text)
-    os.replace(partial, TABLE)
+    from keras_reuse import atomic
+
+    atomic.write_text(TABLE, text)
 
 
 def main(argv: list[str]) -> None:

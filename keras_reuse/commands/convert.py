@@ -8,39 +8,13 @@ Reads a PyTorch checkpoint published by the LruNet authors (needs the
 from __future__ import annotations
 
 import os
-import tempfile
-from typing import TYPE_CHECKING
+import sys
 
 from absl import app
 
-if TYPE_CHECKING:
-    import keras
+from keras_reuse import atomic
 
 USAGE = "usage: keras-reuse convert CKPT.t7 OUT.keras"
-
-
-def save_atomically(model: keras.Model, path: str) -> None:
-    """Saves `model` to the `.keras` file `path` through a temporary sibling.
-
-    Args:
-        model: The `keras.Model` to save.
-        path: Destination ending in `.keras`; its directory must exist.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".keras", prefix=".convert-", dir=directory)
-    os.close(fd)
-    try:
-        model.save(tmp)
-        # mkstemp creates the file private (0600); give it the mode a plain
-        # open() would have.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def main(argv: list[str]) -> None:
@@ -62,7 +36,11 @@ def main(argv: list[str]) -> None:
         model = load_lrunet_checkpoint(checkpoint)
     except (ValueError, ImportError) as error:
         raise app.UsageError(str(error), exitcode=2) from error
-    save_atomically(model, output)
+    try:
+        atomic.save_model(model, output)
+    except OSError as error:
+        print(f"keras-reuse convert: error: {error}", file=sys.stderr)
+        sys.exit(1)
     print(
         f"wrote {output}: {model.name}, {model.count_params():,} parameters, "
         f"input {model.input_shape[1:]}, {model.output_shape[-1]} classes (logits)"

@@ -4,11 +4,14 @@
   keras-reuse data list [--data_dir OUT]
 
 NAME is one of cifar10, cifar100, fashion_mnist, mnist. The data directory
-defaults to $TFDS_DATA_DIR, else ~/tensorflow_datasets.
+defaults to $TFDS_DATA_DIR, else ~/tensorflow_datasets. Bad arguments end
+with a one-line error and exit code 2 before anything is read or written;
+source files that are not the originals, or a write the OS refuses, exit 1.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags
@@ -42,14 +45,27 @@ def _fail(command: str, error: Exception) -> None:
 def _prepare(args: list[str]) -> None:
     if len(args) != 1:
         raise app.UsageError(f"prepare takes one dataset name; received {args}. {_USAGE}")
+    if args[0] not in OFFLINE_DATASETS:
+        raise app.UsageError(
+            f"NAME={args[0]}: prepare builds {', '.join(OFFLINE_DATASETS)} only. {_USAGE}"
+        )
     source = FLAGS["from"].value
     if source is None:
         raise app.UsageError(f"prepare needs --from DIR. {_USAGE}")
+    if not os.path.isdir(source):
+        raise app.UsageError(f"--from={source}: not a directory")
+    _check_data_dir()
     try:
         path = prepare(args[0], source, FLAGS.data_dir)
     except (ValueError, OSError) as error:
         _fail("prepare", error)
     print(f"{args[0]} is prepared in {path}")
+
+
+def _check_data_dir() -> None:
+    data_dir = FLAGS.data_dir
+    if data_dir is not None and os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise app.UsageError(f"--data_dir={data_dir}: exists and is not a directory")
 
 
 def _format_splits(splits: dict[str, int]) -> str:
@@ -61,6 +77,7 @@ def _list(args: list[str]) -> None:
         raise app.UsageError(f"list takes no arguments; received {args}. {_USAGE}")
     if FLAGS["from"].present:
         raise app.UsageError("--from applies to `prepare` only.")
+    _check_data_dir()
     try:
         data_dir = resolve_data_dir(FLAGS.data_dir)
         statuses = list_datasets(data_dir)

@@ -93,6 +93,9 @@ def _check_args(argv: list[str]) -> tuple[str, str]:
         value = FLAGS[name].value
         if value is not None and value < 1:
             raise _Usage(f"--{name}={value}: must be an integer >= 1")
+    minimum = FLAGS.min_agreement
+    if minimum is not None and not 0 < minimum <= 1:
+        raise _Usage(f"--min_agreement={minimum:g}: must be in (0, 1]")
     quantization = _QUANTIZATION[FLAGS.quantization]
     dataset = FLAGS.dataset if FLAGS["dataset"].present else None
     if quantization in _CALIBRATED and dataset is None:
@@ -158,6 +161,6 @@ def main(argv: list[str]) -> None:
         )
     except ValueError as error:
         raise _Usage(_one_line(error)) from error
-    except VerificationError as error:
+    except (VerificationError, OSError) as error:
         _fail(str(error))
     print(report)

@@ -19,7 +19,10 @@ flags.DEFINE_list(
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    constructor = get(FLAGS.model)
+    try:
+        constructor = get(FLAGS.model)
+    except ValueError as error:
+        raise app.UsageError(f"--model={FLAGS.model}: {error}") from error
     try:
         kwargs = model_kwargs(FLAGS, constructor)
     except flags.ValidationError as error:

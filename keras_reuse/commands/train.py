@@ -55,6 +55,9 @@ def main(argv: list[str]) -> None:
         results = training.train(config)
     except training.ConfigError as error:
         _fail(str(error))
+    except OSError as error:  # a write the OS refused (full disk, read-only)
+        print(f"keras-reuse train: error: {error}", file=sys.stderr)
+        sys.exit(1)
     print(
         f"test accuracy {results['test_accuracy']:.4f} after {results['epochs_completed']} "
         f"epoch(s); model: {results['model_path']}; results: "

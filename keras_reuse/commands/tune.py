@@ -13,6 +13,7 @@ one-line error naming the flag and exit code 2, before anything is written.
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 from absl import flags
@@ -59,6 +60,21 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def _flag_error(error: ValueError) -> str:
+    """`--flag=value: reason` for a library error about one of this command's arguments."""
+    message = str(error)
+    # keras_reuse.tuning's errors begin with the argument's name in backquotes.
+    match = re.match(r"`(\w+)`", message)
+    name = match.group(1) if match and match.group(1) in FLAGS else None
+    if name is None and "dataset" in message.lower():  # keras_reuse.data's errors
+        name = "dataset"
+    if name is None:
+        return message
+    value = FLAGS[name].value
+    value = ",".join(value) if isinstance(value, list) else value
+    return f"--{name}={value}: {message}"
+
+
 def _parse(name: str, kind, texts: list[str]):
     try:
         if kind == "bool":
@@ -102,7 +118,7 @@ def main(argv: list[str]) -> None:
             verbose=FLAGS.verbose,
         )
     except ValueError as error:
-        _fail(str(error))
+        _fail(_flag_error(error))
     print(f"{len(result.trials)} trial(s); best val_accuracy {result.best_score:.4f} with")
     print(json.dumps(result.best_hyperparameters))
     with open(result.best_path) as f:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
+from keras_reuse import atomic
 from keras_reuse.data.loading import OFFLINE_DATASETS, resolve_data_dir
 from keras_reuse.data.originals import CIFAR, IDX_FILES, CifarRelease, OriginalFile
 
@@ -267,7 +268,7 @@ def _move_into_place(built: Path, target: Path) -> None:
     created_parent = not target.parent.exists()
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        os.replace(built, target)
+        atomic.replace_directory(built, target)
     except OSError:
         if created_parent and not any(target.parent.iterdir()):
             target.parent.rmdir()
@@ -276,24 +277,30 @@ def _move_into_place(built: Path, target: Path) -> None:
 
 def _build(name: str, files: dict[str, bytes], data_dir: str) -> str:
     """Runs TFDS's builder for `name` on `files` (relative path -> bytes) into `data_dir`."""
-    os.makedirs(data_dir, exist_ok=True)
-    # In the data directory itself, so the final rename stays on one file system.
-    scratch = Path(tempfile.mkdtemp(prefix=f".prepare-{name}-", dir=data_dir))
     try:
-        extracted = scratch / "extracted"
-        _write_files(extracted, files)
+        os.makedirs(data_dir, exist_ok=True)
+        # In the data directory itself, so the final rename stays on one file system.
+        scratch = Path(tempfile.mkdtemp(prefix=f".prepare-{name}-", dir=data_dir))
+    except OSError as error:
+        raise atomic.AtomicWriteError(data_dir, error) from error
+    try:
         builder = tfds.builder(name, data_dir=os.fspath(scratch / "data"))
+        built = Path(builder.data_dir)
+        target = Path(data_dir) / built.relative_to(scratch / "data")
+        extracted = scratch / "extracted"
         sizes = {url: int(info.size) for url, info in (builder.url_infos or {}).items()}
         manager = _LocalFiles(_local_urls(name, builder, extracted), sizes, scratch / "downloads")
         # TFDS has no public hook for the download manager; replacing this
         # factory on the instance is the one seam between downloading and
         # generating. tests/test_prepare.py catches a TFDS that moves it.
         builder._make_download_manager = lambda **_: manager
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-        )
-        built = Path(builder.data_dir)
-        target = Path(data_dir) / built.relative_to(scratch / "data")
+        try:
+            _write_files(extracted, files)
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+            )
+        except OSError as error:  # a full disk, most likely: name the destination
+            raise atomic.AtomicWriteError(os.fspath(target), error) from error
         _move_into_place(built, target)
         return os.fspath(target)
     finally:
@@ -326,6 +333,9 @@ def prepare(name: str, source_dir: Any, data_dir: Any = None) -> str:
         ValueError: for an unknown `name` or a `source_dir` that is not a directory.
         FileNotFoundError: if an original file is missing from `source_dir`.
         SourceFileError: if a file is truncated or is not the original.
+        keras_reuse.atomic.AtomicWriteError: (an OSError) naming the
+            destination, if the OS refuses a write (full disk, read-only
+            directory); nothing is left in the data directory.
     """
     if name not in OFFLINE_DATASETS:
         raise ValueError(
