@@ -151,6 +151,8 @@ class LruStage(keras.layers.Layer):
         epsilon: BatchNorm epsilon.
         fused: Use TensorFlow's fused ops on the TensorFlow backend (False
             forces the generic `keras.ops` path; for tests).
+        unroll: Trace the body N times in Python instead of a
+            `fori_loop` (same weights and arithmetic; for small N).
         **kwargs: Base layer keyword arguments.
     """
 
@@ -163,6 +165,7 @@ class LruStage(keras.layers.Layer):
         momentum: float = 0.9,
         epsilon: float = 1e-5,
         fused: bool = True,
+        unroll: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -173,6 +176,7 @@ class LruStage(keras.layers.Layer):
         self.momentum = momentum
         self.epsilon = epsilon
         self.fused = fused
+        self.unroll = unroll
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def build(self, input_shape):
@@ -228,17 +232,24 @@ class LruStage(keras.layers.Layer):
         eps = self.epsilon
         fused = self._tf_fused()
 
+        def row(stack, i):
+            # A dynamic slice, not a gather: its gradient is a dense pad, where a
+            # gather's is IndexedSlices that the TF while loop accumulates.
+            if isinstance(i, int):
+                return stack[i]
+            return ops.reshape(ops.slice(stack, (i, 0), (1, stack.shape[1])), (stack.shape[1],))
+
         def norm(x, prefix, i, stats):
-            gamma = ops.take(bn[f"{prefix}_gamma"], i, axis=0)
-            beta = ops.take(bn[f"{prefix}_beta"], i, axis=0)
+            gamma = row(bn[f"{prefix}_gamma"], i)
+            beta = row(bn[f"{prefix}_beta"], i)
             if training:
                 y, mean, variance = train_bn(x, gamma, beta, eps)
                 hot = ops.expand_dims(ops.one_hot(i, n, dtype="float32"), -1)
                 mean_stack, var_stack = stats
                 stats = (mean_stack + hot * mean, var_stack + hot * variance)
             else:
-                mean = ops.take(bn[f"{prefix}_moving_mean"], i, axis=0)
-                variance = ops.take(bn[f"{prefix}_moving_variance"], i, axis=0)
+                mean = row(bn[f"{prefix}_moving_mean"], i)
+                variance = row(bn[f"{prefix}_moving_variance"], i)
                 y = ops.batch_normalization(
                     ops.cast(x, "float32"),
                     mean,
@@ -268,7 +279,15 @@ class LruStage(keras.layers.Layer):
         else:
             dw_stats = pw_stats = ()
         x = ops.cast(inputs, dtype)
-        x, dw_stats, pw_stats = ops.fori_loop(0, n, body, (x, dw_stats, pw_stats))
+        carry = (x, dw_stats, pw_stats)
+        if self.unroll:
+            # The same body traced N times (no while loop): for small N,
+            # where a loop and its gradient cost more to trace than N copies.
+            for i in range(n):
+                carry = body(i, carry)
+        else:
+            carry = ops.fori_loop(0, n, body, carry)
+        x, dw_stats, pw_stats = carry
         if training:
             m = self.momentum
             for prefix, (mean, variance) in (("dw_bn", dw_stats), ("pw_bn", pw_stats)):
@@ -292,6 +311,7 @@ class LruStage(keras.layers.Layer):
                 "momentum": self.momentum,
                 "epsilon": self.epsilon,
                 "fused": self.fused,
+                "unroll": self.unroll,
             }
         )
         return config
