@@ -88,9 +88,19 @@ def _lru_stage(x: Any, planes: int, layer_reuse: int, stage: int, types: _common
 
 
 def _lru_stage_loop(x: Any, planes: int, layer_reuse: int, stage: int) -> Any:
-    """The same stage as one `LruStage` layer (named `stage{k}`): a traced loop."""
+    """The same stage as one `LruStage` layer (named `stage{k}`): a traced loop.
+
+    N=1 has nothing to loop over; its one iteration is traced as is (a loop
+    and its gradient cost more to trace than one copy of the body).
+    """
     return LruStage(
-        planes, layer_reuse, groups=_GROUPS, momentum=0.9, epsilon=1e-5, name=f"stage{stage}"
+        planes,
+        layer_reuse,
+        groups=_GROUPS,
+        momentum=0.9,
+        epsilon=1e-5,
+        unroll=layer_reuse == 1,
+        name=f"stage{stage}",
     )(x)
 
 
