@@ -285,6 +285,17 @@ class LruStage(keras.layers.Layer):
             # where a loop and its gradient cost more to trace than N copies.
             for i in range(n):
                 carry = body(i, carry)
+        elif keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            # `ops.fori_loop` without `maximum_iterations`: XLA (jit_compile)
+            # then cannot size the gradient's accumulators.
+            _, carry = tf.while_loop(
+                lambda i, _: i < n,
+                lambda i, c: (i + 1, body(i, c)),
+                (tf.constant(0), carry),
+                maximum_iterations=n,
+            )
         else:
             carry = ops.fori_loop(0, n, body, carry)
         x, dw_stats, pw_stats = carry

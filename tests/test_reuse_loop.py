@@ -60,13 +60,16 @@ def test_training_call_updates_every_iterations_moving_statistics():
             assert np.all(rows > 1e-4), path  # each row: its own iteration's batch
 
 
-def test_one_fit_step_gives_the_same_weights():
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_one_fit_step_gives_the_same_weights(jit_compile):
     # One stage and a head: Keras's train step (optimizer, moving statistics)
-    # without tracing two whole networks.
+    # without tracing two whole networks; under XLA too (the TensorFlow loop
+    # needs maximum_iterations there).
     unrolled, looped = runner.build_pair(3, stage_only=True)
     x, y = runner.batch(shape=runner.STAGE_INPUT_SHAPE)
     for model in (unrolled, looped):
         keras_reuse.compile_for_training(model, learning_rate=0.1)
+        model.jit_compile = jit_compile
         model.train_on_batch(x, y)
     errors = runner.per_tensor(runner.weights(looped), runner.weights(unrolled))
     assert max(errors.values()) < RTOL, max(errors, key=errors.get)
