@@ -131,6 +131,18 @@ def test_published_weights_load_into_the_looped_network():
     assert runner.relative(looped(x), unrolled(x)) < RTOL
 
 
+def test_feature_extractor_gives_the_same_stage_outputs():
+    from keras_reuse.applications import feature_extractor
+
+    unrolled, looped = runner.build_pair(2)
+    x = runner.batch()[0]
+    expected = feature_extractor(unrolled)(x)
+    actual = feature_extractor(looped)(x)
+    assert list(actual) == ["stage1", "stage2", "stage3", "stage4"]
+    for stage in expected:
+        assert runner.relative(actual[stage], expected[stage]) < RTOL, stage
+
+
 def test_shuffle_and_its_inverse():
     x = np.arange(2 * 3 * 16, dtype="float32").reshape(2, 1, 3, 16)
     expected = keras.ops.convert_to_numpy(ChannelShuffle(2, swap_halves=True)(x))
