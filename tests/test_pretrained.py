@@ -29,6 +29,7 @@ from keras_reuse.pretrained import load_lrunet_checkpoint
 CHECKPOINTS = Path(__file__).resolve().parents[2] / "shared" / "pretrained" / "lrunet-pytorch"
 FMNIST_LRU1 = CHECKPOINTS / "fashionmnist-lru1-ckpt-09117.t7"
 
+
 @functools.cache
 def _converted(filename: str) -> keras.Model:
     # Building LruNet-14 takes seconds; the logit and accuracy tests share models.

@@ -13,9 +13,11 @@ import keras
 
 # The layer that ends each stage, by the naming of our applications:
 # LruNet's last reuse ("stage2_reuse14_relu"), a ResNet block's output
-# ("conv3_block4_out", pre-activation CIFAR nets: "conv3_block18_add").
+# ("conv3_block4_out", pre-activation CIFAR nets: "conv3_block18_add"),
+# LruNet(reuse_loop=True)'s looped stage layer ("stage2").
 _STAGE_ENDS = (
     re.compile(r"^(stage\d+)_reuse(\d+)_relu$"),
+    re.compile(r"^(stage\d+)()$"),
     re.compile(r"^(conv\d+)_block(\d+)_(?:out|add)$"),
 )
 
@@ -40,7 +42,7 @@ def feature_extractor(model: keras.Model) -> keras.Model:
         for pattern in _STAGE_ENDS:
             match = pattern.match(layer.name)
             if match:
-                stage, index = match.group(1), int(match.group(2))
+                stage, index = match.group(1), int(match.group(2) or 0)
                 if stage not in ends or index > ends[stage][0]:
                     ends[stage] = (index, layer)
     if not ends:

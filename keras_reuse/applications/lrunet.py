@@ -19,6 +19,7 @@ import os
 from typing import Any
 
 import keras
+import numpy as np
 from keras import layers
 
 from keras_reuse.applications import _common, lrunet_presets
@@ -29,6 +30,7 @@ from keras_reuse.layers import (
     GroupedPointwiseConv,
     _conv_kernel_initializer,
 )
+from keras_reuse.reuse_loop import BN_WEIGHTS, LruStage
 
 _PLANES = (64, 128, 256, 512)
 _HEAD_PLANES = 256
@@ -85,6 +87,83 @@ def _lru_stage(x: Any, planes: int, layer_reuse: int, stage: int, types: _common
     return x
 
 
+def _lru_stage_loop(x: Any, planes: int, layer_reuse: int, stage: int) -> Any:
+    """The same stage as one `LruStage` layer (named `stage{k}`): a traced loop.
+
+    N=1 has nothing to loop over; its one iteration is traced as is (a loop
+    and its gradient cost more to trace than one copy of the body).
+    """
+    return LruStage(
+        planes,
+        layer_reuse,
+        groups=_GROUPS,
+        momentum=0.9,
+        epsilon=1e-5,
+        unroll=layer_reuse == 1,
+        name=f"stage{stage}",
+    )(x)
+
+
+def _stage_weights(model: keras.Model) -> dict[str, list]:
+    """Every weighted layer's weights by unrolled layer name (looped stages split)."""
+    out: dict[str, list] = {}
+    for layer in model.layers:
+        if isinstance(layer, LruStage):
+            k = layer.name
+            out[f"{k}_dw"] = [keras.ops.convert_to_numpy(layer.depthwise_kernel)]
+            out[f"{k}_pw"] = [keras.ops.convert_to_numpy(layer.pointwise_kernel)]
+            for kind in ("dw_bn", "pw_bn"):
+                stacks = [
+                    keras.ops.convert_to_numpy(getattr(layer, f"{kind}_{w}")) for w in BN_WEIGHTS
+                ]
+                for i in range(layer.layer_reuse):
+                    out[f"{k}_reuse{i + 1}_{kind}"] = [s[i] for s in stacks]
+        elif layer.weights:
+            out[layer.name] = layer.get_weights()
+    return out
+
+
+def convert_reuse_weights(source: keras.Model, target: keras.Model) -> keras.Model:
+    """Copies every weight of `source` into `target`, unrolled <-> looped.
+
+    The two are LruNets of the same configuration; either may be built with
+    `reuse_loop=True`. A looped stage `stage{k}` takes `stage{k}_dw`'s and
+    `stage{k}_pw`'s kernels and stacks row `i-1` of each BatchNorm weight
+    from `stage{k}_reuse{i}_dw_bn` / `_pw_bn`; the other direction slices.
+
+    Returns:
+        `target`.
+
+    Raises:
+        ValueError: if a layer of `target` has no counterpart in `source`.
+    """
+    weights = _stage_weights(source)
+    for layer in target.layers:
+        if isinstance(layer, LruStage):
+            k = layer.name
+            names = [f"{k}_dw", f"{k}_pw"] + [
+                f"{k}_reuse{i + 1}_{kind}"
+                for kind in ("dw_bn", "pw_bn")
+                for i in range(layer.layer_reuse)
+            ]
+            missing = [n for n in names if n not in weights]
+            if missing:
+                raise ValueError(f"Layer {k!r}: source model {source.name!r} has no {missing[0]!r}")
+            layer.depthwise_kernel.assign(weights[f"{k}_dw"][0])
+            layer.pointwise_kernel.assign(weights[f"{k}_pw"][0])
+            for kind in ("dw_bn", "pw_bn"):
+                rows = [weights[f"{k}_reuse{i + 1}_{kind}"] for i in range(layer.layer_reuse)]
+                for j, w in enumerate(BN_WEIGHTS):
+                    getattr(layer, f"{kind}_{w}").assign(np.stack([r[j] for r in rows]))
+        elif layer.weights:
+            if layer.name not in weights:
+                raise ValueError(
+                    f"Layer {layer.name!r}: source model {source.name!r} has no such layer"
+                )
+            layer.set_weights(weights[layer.name])
+    return target
+
+
 def _check_width(width_multiplier: Any) -> tuple[int, ...]:
     if isinstance(width_multiplier, bool) or not isinstance(width_multiplier, (int, float)):
         raise ValueError(
@@ -117,6 +196,7 @@ def LruNet(
     classifier_activation: Any = "softmax",
     name: str = "lrunet",
     *,
+    reuse_loop: bool = False,
     _layer_types: _common.LayerTypes = _LAYER_TYPES,
 ) -> keras.Model:
     """Instantiates the LruNet architecture (N-LruNet-kx in the paper).
@@ -145,6 +225,13 @@ def LruNet(
         classifier_activation: Activation of the output. `None` returns the
             logits of the reference network.
         name: Model name.
+        reuse_loop: Build each stage as one `LruStage` layer that runs its
+            iterations in a traced loop (`keras.ops.fori_loop`) instead of
+            unrolling them in the graph: same arithmetic and weights (stacked
+            per stage, see `keras_reuse.reuse_loop`), a trace and an XLA
+            compile that do not grow with `layer_reuse`. Published weights
+            load through the unrolled network and `convert_reuse_weights`; a
+            `weights` file must have been saved from a looped model.
         _layer_types: Private: the layer classes to build from (the
             benchmarks' and tests' stock-Keras baselines).
 
@@ -152,6 +239,37 @@ def LruNet(
         A `keras.Model`.
     """
     _common.check_positive_int("layer_reuse", layer_reuse)
+    _common.check_bool("reuse_loop", reuse_loop)
+    if reuse_loop and lrunet_presets.is_preset_name(weights):
+        # Published weights: load them into the unrolled network, convert.
+        unrolled = LruNet(
+            num_classes,
+            layer_reuse,
+            width_multiplier,
+            dropout,
+            input_shape,
+            input_tensor,
+            include_top,
+            pooling,
+            weights,
+            classifier_activation,
+            name,
+        )
+        looped = LruNet(
+            unrolled.output_shape[-1] if include_top else num_classes,
+            layer_reuse,
+            width_multiplier,
+            dropout,
+            tuple(unrolled.input_shape[1:]),
+            input_tensor,
+            include_top,
+            pooling,
+            None,
+            classifier_activation,
+            name,
+            reuse_loop=True,
+        )
+        return convert_reuse_weights(unrolled, looped)
     planes = _check_width(width_multiplier)
     preset = None
     if lrunet_presets.is_preset_name(weights):
@@ -197,15 +315,20 @@ def LruNet(
     if planes[0] != stem_filters:
         x = _concat_self(x, planes[0] // stem_filters, "stem_concat")
 
-    x = _lru_stage(x, planes[0], layer_reuse, 1, _layer_types)
+    def stage(x: Any, planes: int, reuse: int, k: int) -> Any:
+        if reuse_loop:
+            return _lru_stage_loop(x, planes, reuse, k)
+        return _lru_stage(x, planes, reuse, k, _layer_types)
+
+    x = stage(x, planes[0], layer_reuse, 1)
     x = _max_pool(x, "stage1_pool")
     x = _concat_self(x, 2, "stage1_concat")
-    x = _lru_stage(x, planes[1], layer_reuse, 2, _layer_types)
+    x = stage(x, planes[1], layer_reuse, 2)
     x = _max_pool(x, "stage2_pool")
     x = _concat_self(x, 2, "stage2_concat")
-    x = _lru_stage(x, planes[2], layer_reuse, 3, _layer_types)
+    x = stage(x, planes[2], layer_reuse, 3)
     x = _concat_self(x, 2, "stage3_concat")
-    x = _lru_stage(x, planes[3], layer_reuse, 4, _layer_types)
+    x = stage(x, planes[3], layer_reuse, 4)
     x = _max_pool(x, "stage4_pool")
 
     if include_top:

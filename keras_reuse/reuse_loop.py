@@ -1,0 +1,328 @@
+"""`LruStage`: one LruNet stage whose reuse iterations are a traced loop.
+
+The unrolled LruNet calls a stage's DepthwiseConv2D and GroupedPointwiseConv
+`layer_reuse` times in the functional graph, with a BatchNormalization of
+its own after each call. Every call is traced, so the training graph (and
+XLA's compile time) grows with N. This layer holds the same weights, the
+per-iteration BatchNorm parameters stacked as `(N, C)` arrays, and runs the
+N iterations with `keras.ops.fori_loop`: the body is traced once whatever N.
+
+One iteration, exactly as in `applications.lrunet._lru_stage`:
+
+    residual = x
+    x = bn_dw[i](depthwise(x)); x = bn_pw[i](pointwise(x))
+    x = relu(x + residual)
+    x = half_swap_shuffle(x)          # between iterations, not after the last
+
+The loop body always shuffles; the permutation after the last iteration is
+undone once after the loop (a permutation and its inverse are exact), so the
+body needs no branch on the iteration index.
+
+BatchNorm semantics are `FusedBatchNormalization`'s (= Keras's): in training
+each iteration normalizes with its own batch mean and biased variance, and
+its moving statistics become `moving * momentum + batch * (1 - momentum)`
+(biased variance), all N rows updated after the loop from the per-iteration
+batch statistics the loop collected. Inference uses the moving statistics.
+
+What runs where: the loop and all arithmetic are `keras.ops` (JAX: a
+`lax.fori_loop` with static bounds, i.e. a scan, reverse-differentiable;
+PyTorch: a Python loop). On TensorFlow, as in `keras_reuse.layers`, the
+training-mode BatchNorm is one `FusedBatchNormV3` and the inference-mode
+pointwise convolution one grouped `tf.nn.conv2d`; both tested against the
+generic path (`tests/test_reuse_loop.py`).
+
+Weight layout (names inside the layer, which is named `stage{k}`):
+
+    depthwise_kernel      (3, 3, C, 2)          = stage{k}_dw kernel
+    pointwise_kernel      (groups, 2C/groups, C/groups) = stage{k}_pw kernel
+    dw_bn_gamma/beta/moving_mean/moving_variance  (N, 2C)
+                         row i-1 = stage{k}_reuse{i}_dw_bn
+    pw_bn_gamma/beta/moving_mean/moving_variance  (N, C)
+                         row i-1 = stage{k}_reuse{i}_pw_bn
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from keras_reuse.layers import _PACKAGE, _conv_kernel_initializer
+
+BN_WEIGHTS = ("gamma", "beta", "moving_mean", "moving_variance")
+
+
+def half_swap_shuffle(x):
+    """`ChannelShuffle(2, swap_halves=True)`: out[2j] = x[C/2+j], out[2j+1] = x[j]."""
+    low, high = ops.split(x, 2, axis=-1)
+    shape = x.shape[1:]
+    target = (-1, *shape) if None not in shape else ops.shape(x)
+    return ops.reshape(ops.stack([high, low], axis=-1), target)
+
+
+def inverse_half_swap_shuffle(x):
+    """The inverse permutation of `half_swap_shuffle`."""
+    channels = x.shape[-1]
+    shape = x.shape[1:]
+    dynamic = None in shape
+    pairs = ops.reshape(
+        x,
+        (*ops.shape(x)[:-1], channels // 2, 2) if dynamic else (-1, *shape[:-1], channels // 2, 2),
+    )
+    high, low = ops.unstack(pairs, num=2, axis=-1)
+    return ops.concatenate([low, high], axis=-1)
+
+
+def grouped_pointwise(x, kernel, training, fused=True):
+    """`GroupedPointwiseConv.call` without bias for a (groups, cin/g, cout/g) kernel value."""
+    groups, _, cout_g = kernel.shape
+    filters = groups * cout_g
+    if (
+        fused
+        and not training
+        and groups > 1
+        and len(x.shape) == 4
+        and keras.backend.backend() == "tensorflow"
+    ):
+        import tensorflow as tf
+
+        _, cin_g, _ = kernel.shape
+        k = tf.reshape(tf.transpose(kernel, (1, 0, 2)), (1, 1, cin_g, filters))
+        return tf.nn.conv2d(x, k, strides=1, padding="VALID")
+    shape = ops.shape(x)
+    flat = ops.reshape(x, (-1, x.shape[-1]))
+    if groups == 1:
+        y = ops.matmul(flat, kernel[0])
+    else:
+        slices = ops.split(flat, groups, axis=-1)
+        kernels = ops.unstack(kernel, num=groups, axis=0)
+        y = ops.concatenate(
+            [ops.matmul(a, k) for a, k in zip(slices, kernels, strict=True)], axis=-1
+        )
+    return ops.reshape(y, (*shape[:-1], filters))
+
+
+def _batch_norm_train_generic(x, gamma, beta, epsilon):
+    x32 = ops.cast(x, "float32")
+    mean, variance = ops.moments(x32, axes=list(range(len(x.shape) - 1)))
+    y = ops.batch_normalization(
+        x32, mean, variance, axis=-1, offset=beta, scale=gamma, epsilon=epsilon
+    )
+    return y, mean, variance
+
+
+def _batch_norm_train_tf(x, gamma, beta, epsilon):
+    import tensorflow as tf
+
+    if x.dtype not in (tf.float32, tf.bfloat16, tf.float16):
+        x = tf.cast(x, tf.float32)
+    empty = tf.constant([], tf.float32)
+    y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+        x=x,
+        scale=gamma,
+        offset=beta,
+        mean=empty,
+        variance=empty,
+        epsilon=epsilon,
+        exponential_avg_factor=1.0,
+        data_format="NHWC",
+        is_training=True,
+    )
+    # Bessel-corrected -> biased, as FusedBatchNormalization does.
+    static = x.shape[:-1].num_elements()
+    if static is not None:
+        variance = variance * ((static - 1.0) / max(static, 1.0))
+    else:
+        count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+        variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
+    return y, mean, variance
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LruStage(keras.layers.Layer):
+    """One LruNet stage: a dw+pw pair applied `layer_reuse` times in a loop.
+
+    Args:
+        filters: Channels of the stage (input and output; the residual adds
+            them).
+        layer_reuse: Number of iterations N.
+        groups: Groups of the 1x1 convolution.
+        depth_multiplier: Of the 3x3 depthwise convolution.
+        momentum: BatchNorm momentum (Keras convention).
+        epsilon: BatchNorm epsilon.
+        fused: Use TensorFlow's fused ops on the TensorFlow backend (False
+            forces the generic `keras.ops` path; for tests).
+        unroll: Trace the body N times in Python instead of a
+            `fori_loop` (same weights and arithmetic; for small N).
+        **kwargs: Base layer keyword arguments.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        layer_reuse: int,
+        groups: int = 8,
+        depth_multiplier: int = 2,
+        momentum: float = 0.9,
+        epsilon: float = 1e-5,
+        fused: bool = True,
+        unroll: bool = False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.layer_reuse = layer_reuse
+        self.groups = groups
+        self.depth_multiplier = depth_multiplier
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.fused = fused
+        self.unroll = unroll
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels != self.filters:
+            raise ValueError(
+                f"Layer '{self.name}': the residual needs input channels == filters="
+                f"{self.filters}. Received input_shape={input_shape}"
+            )
+        n = self.layer_reuse
+        mid = channels * self.depth_multiplier
+        init = _conv_kernel_initializer()
+        self.depthwise_kernel = self.add_weight(
+            name="depthwise_kernel", shape=(3, 3, channels, self.depth_multiplier), initializer=init
+        )
+        self.pointwise_kernel = self.add_weight(
+            name="pointwise_kernel",
+            shape=(self.groups, mid // self.groups, self.filters // self.groups),
+            initializer=init,
+        )
+        for prefix, width in (("dw_bn", mid), ("pw_bn", self.filters)):
+            for weight, initializer in zip(
+                BN_WEIGHTS, ("ones", "zeros", "zeros", "ones"), strict=True
+            ):
+                setattr(
+                    self,
+                    f"{prefix}_{weight}",
+                    self.add_weight(
+                        name=f"{prefix}_{weight}",
+                        shape=(n, width),
+                        initializer=initializer,
+                        trainable=not weight.startswith("moving"),
+                        autocast=False,
+                    ),
+                )
+        self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: channels})
+
+    def _tf_fused(self) -> bool:
+        return self.fused and keras.backend.backend() == "tensorflow"
+
+    def call(self, inputs, training=None):
+        training = bool(training) and self.trainable
+        n = self.layer_reuse
+        dtype = self.compute_dtype
+        dw_kernel = ops.cast(self.depthwise_kernel, dtype)
+        pw_kernel = ops.cast(self.pointwise_kernel, dtype)
+        bn = {
+            f"{p}_{w}": ops.convert_to_tensor(getattr(self, f"{p}_{w}"), "float32")
+            for p in ("dw_bn", "pw_bn")
+            for w in BN_WEIGHTS
+        }
+        train_bn = _batch_norm_train_tf if self._tf_fused() else _batch_norm_train_generic
+        eps = self.epsilon
+        fused = self._tf_fused()
+
+        def row(stack, i):
+            # A dynamic slice, not a gather: its gradient is a dense pad, where a
+            # gather's is IndexedSlices that the TF while loop accumulates.
+            if isinstance(i, int):
+                return stack[i]
+            return ops.reshape(ops.slice(stack, (i, 0), (1, stack.shape[1])), (stack.shape[1],))
+
+        def norm(x, prefix, i, stats):
+            gamma = row(bn[f"{prefix}_gamma"], i)
+            beta = row(bn[f"{prefix}_beta"], i)
+            if training:
+                y, mean, variance = train_bn(x, gamma, beta, eps)
+                hot = ops.expand_dims(ops.one_hot(i, n, dtype="float32"), -1)
+                mean_stack, var_stack = stats
+                stats = (mean_stack + hot * mean, var_stack + hot * variance)
+            else:
+                mean = row(bn[f"{prefix}_moving_mean"], i)
+                variance = row(bn[f"{prefix}_moving_variance"], i)
+                y = ops.batch_normalization(
+                    ops.cast(x, "float32"),
+                    mean,
+                    variance,
+                    axis=-1,
+                    offset=beta,
+                    scale=gamma,
+                    epsilon=eps,
+                )
+            return ops.cast(y, dtype), stats
+
+        def body(i, carry):
+            x, dw_stats, pw_stats = carry
+            residual = x
+            h = ops.depthwise_conv(x, dw_kernel, strides=1, padding="same")
+            h, dw_stats = norm(h, "dw_bn", i, dw_stats)
+            h = grouped_pointwise(h, pw_kernel, training, fused)
+            h, pw_stats = norm(h, "pw_bn", i, pw_stats)
+            h = ops.relu(h + residual)
+            return half_swap_shuffle(h), dw_stats, pw_stats
+
+        mid = self.filters * self.depth_multiplier
+        if training:
+            zeros = lambda c: ops.zeros((n, c), "float32")  # noqa: E731
+            dw_stats = (zeros(mid), zeros(mid))
+            pw_stats = (zeros(self.filters), zeros(self.filters))
+        else:
+            dw_stats = pw_stats = ()
+        x = ops.cast(inputs, dtype)
+        carry = (x, dw_stats, pw_stats)
+        if self.unroll:
+            # The same body traced N times (no while loop): for small N,
+            # where a loop and its gradient cost more to trace than N copies.
+            for i in range(n):
+                carry = body(i, carry)
+        elif keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            # `ops.fori_loop` without `maximum_iterations`: XLA (jit_compile)
+            # then cannot size the gradient's accumulators.
+            _, carry = tf.while_loop(
+                lambda i, _: i < n,
+                lambda i, c: (i + 1, body(i, c)),
+                (tf.constant(0), carry),
+                maximum_iterations=n,
+            )
+        else:
+            carry = ops.fori_loop(0, n, body, carry)
+        x, dw_stats, pw_stats = carry
+        if training:
+            m = self.momentum
+            for prefix, (mean, variance) in (("dw_bn", dw_stats), ("pw_bn", pw_stats)):
+                moving_mean = getattr(self, f"{prefix}_moving_mean")
+                moving_variance = getattr(self, f"{prefix}_moving_variance")
+                moving_mean.assign(bn[f"{prefix}_moving_mean"] * m + mean * (1.0 - m))
+                moving_variance.assign(bn[f"{prefix}_moving_variance"] * m + variance * (1.0 - m))
+        return inverse_half_swap_shuffle(x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "layer_reuse": self.layer_reuse,
+                "groups": self.groups,
+                "depth_multiplier": self.depth_multiplier,
+                "momentum": self.momentum,
+                "epsilon": self.epsilon,
+                "fused": self.fused,
+                "unroll": self.unroll,
+            }
+        )
+        return config
