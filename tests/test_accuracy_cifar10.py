@@ -4,9 +4,8 @@ Measured with the authors' PyTorch code on this exact test set (the lossy
 `cifar10_jpeg` in ../shared; the papers' 89.34% and 83.91% are on the
 original pixels); both figures live in the presets table. The weights are
 the shipped files, run where `import torch` fails. The suite's longest
-tests: files named test_accuracy_* sort first, so pytest-xdist (`--dist
-loadfile` hands out files in collection order) starts them at once on
-separate workers rather than ending the run waiting for them.
+tests: tests/conftest.py collects this file first, so pytest-xdist starts
+it at once rather than ending the run waiting for it.
 """
 
 import pytest
