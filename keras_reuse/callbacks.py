@@ -150,15 +150,33 @@ class ThroughputMonitor(keras.callbacks.Callback):
 # ------------------------------------------------------------- precise BN ---
 
 
-def _batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
-    """Every trainable BatchNormalization (subclasses included) inside `model`."""
+def _batchnorm_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every trainable BatchNormalization (subclasses included) and looped
+    LruNet stage (`keras_reuse.reuse_loop.LruStage`, N BatchNorms per
+    iteration kind) inside `model`."""
+    from keras_reuse.reuse_loop import LruStage
+
     found = [
         layer
         for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+        if isinstance(layer, (keras.layers.BatchNormalization, LruStage)) and layer.trainable
     ]
     # A layer reachable through two nested models is still one layer.
     return list({id(layer): layer for layer in found}.values())
+
+
+def _statistics(layer: keras.layers.Layer) -> list[tuple[str, object, object]]:
+    """`(name, moving_mean, moving_variance)` of each statistics pair of `layer`.
+
+    A BatchNormalization has one; a looped stage two, "dw_bn" and "pw_bn",
+    each `(N, channels)`, row i-1 for iteration i.
+    """
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return [(layer.name, layer.moving_mean, layer.moving_variance)]
+    return [
+        (kind, getattr(layer, f"{kind}_moving_mean"), getattr(layer, f"{kind}_moving_variance"))
+        for kind in ("dw_bn", "pw_bn")
+    ]
 
 
 def _images(batch):
@@ -185,7 +203,10 @@ def recompute_batchnorm_statistics(model: keras.Model, dataset, batches: int) ->
     statistics serves all of them at inference. BatchNorms with
     `trainable=False` are left alone: Keras runs them in inference mode even
     in training, so their statistics are deliberately frozen. Accumulation is
-    in float64. Masks are not supported (the models here have none).
+    in float64. Masks are not supported (the models here have none). The
+    BatchNorms inside a looped LruNet stage (`LruNet(reuse_loop=True)`) are
+    recomputed row by row, each iteration's from its own inputs, exactly as
+    in the unrolled network.
 
     Args:
         model: A built Keras model.
@@ -197,6 +218,8 @@ def recompute_batchnorm_statistics(model: keras.Model, dataset, batches: int) ->
     Returns:
         BatchNorm layer name -> examples its statistics cover (summed over
         its calls: a BatchNorm called twice per forward pass counts twice).
+        A looped stage's rows are named as the unrolled network's
+        BatchNorms, `stage{k}_reuse{i}_dw_bn` / `_pw_bn`.
 
     Raises:
         ValueError: for `batches` < 1, or a dataset that yields nothing.
@@ -208,12 +231,31 @@ def recompute_batchnorm_statistics(model: keras.Model, dataset, batches: int) ->
     layers = _batchnorm_layers(model)
     if not layers:
         return {}
-    index = {id(layer): i for i, layer in enumerate(layers)}
+    # One slot per pair of moving statistics: a BatchNorm has one, a looped
+    # stage two, whose (N, C) rows are its iterations' BatchNorms.
+    slots = {id(layer): [] for layer in layers}
+    pairs = []
+    for layer in layers:
+        for name, moving_mean, moving_variance in _statistics(layer):
+            slots[id(layer)].append(len(pairs))
+            pairs.append((layer, name, moving_mean, moving_variance))
     recorded: list = []
     originals = {}
 
     def recording(layer):
         original = layer.call
+        slot = slots[id(layer)]
+
+        if not isinstance(layer, keras.layers.BatchNormalization):  # a looped stage
+
+            def call_stage(inputs, *args, **kwargs):
+                outputs, stats = layer.run_iterations(inputs, True)
+                count = keras.ops.shape(inputs)[0]
+                for i, kind in zip(slot, ("dw_bn", "pw_bn"), strict=True):
+                    recorded.append((i, count, *stats[kind]))
+                return outputs
+
+            return call_stage
 
         def call(inputs, *args, **kwargs):
             x = keras.ops.cast(inputs, "float32")
@@ -224,7 +266,7 @@ def recompute_batchnorm_statistics(model: keras.Model, dataset, batches: int) ->
             # E[x^2] - mean^2 in float32 would cancel badly for large means.
             variance = keras.ops.mean(keras.ops.square(x - mean), axis=reduce)
             count = keras.ops.shape(x)[0]
-            recorded.append((index[id(layer)], count, keras.ops.squeeze(mean), variance))
+            recorded.append((slot[0], count, keras.ops.squeeze(mean), variance))
             return original(inputs, *args, **kwargs)
 
         return call
@@ -240,8 +282,8 @@ def recompute_batchnorm_statistics(model: keras.Model, dataset, batches: int) ->
         forward = tf.function(forward, reduce_retracing=True)
 
     sums = [
-        [0.0, np.zeros(layer.moving_mean.shape), np.zeros(layer.moving_mean.shape)]
-        for layer in layers
+        [0.0, np.zeros(moving_mean.shape), np.zeros(moving_mean.shape)]
+        for _, _, moving_mean, _ in pairs
     ]
     for layer in layers:
         originals[layer] = layer.__dict__.get("call")
@@ -254,9 +296,10 @@ def recompute_batchnorm_statistics(model: keras.Model, dataset, batches: int) ->
             for i, count, mean, variance in forward(_images(batch)):
                 # Every position of an example counts alike, so weighting a
                 # call by its examples weights it by its positions.
+                shape = sums[i][1].shape
                 count = float(keras.ops.convert_to_numpy(count))
-                mean = keras.ops.convert_to_numpy(mean).astype(np.float64).reshape(-1)
-                variance = keras.ops.convert_to_numpy(variance).astype(np.float64).reshape(-1)
+                mean = keras.ops.convert_to_numpy(mean).astype(np.float64).reshape(shape)
+                variance = keras.ops.convert_to_numpy(variance).astype(np.float64).reshape(shape)
                 sums[i][0] += count
                 sums[i][1] += count * mean
                 sums[i][2] += count * (variance + mean**2)
@@ -270,14 +313,20 @@ def recompute_batchnorm_statistics(model: keras.Model, dataset, batches: int) ->
     if used == 0:
         raise ValueError("`dataset` yielded no batch to compute BatchNorm statistics from.")
     covered = {}
-    for layer, (count, mean_sum, square_sum) in zip(layers, sums, strict=True):
+    for (layer, name, moving_mean, moving_variance), (count, mean_sum, square_sum) in zip(
+        pairs, sums, strict=True
+    ):
         if count == 0:  # not on the forward path
             continue
         mean = mean_sum / count
         variance = np.maximum(square_sum / count - mean**2, 0.0)
-        layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
-        layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
-        covered[layer.name] = int(count)
+        moving_mean.assign(mean.astype(moving_mean.dtype))
+        moving_variance.assign(variance.astype(moving_variance.dtype))
+        if isinstance(layer, keras.layers.BatchNormalization):
+            covered[name] = int(count)
+        else:  # named as the unrolled network's BatchNorms
+            for i in range(layer.layer_reuse):
+                covered[f"{layer.name}_reuse{i + 1}_{name}"] = int(count)
     return covered
 
 

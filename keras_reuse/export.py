@@ -523,7 +523,8 @@ def to_tflite(
         model: A Keras model with one input of fixed shape (apart from the
             batch) and one output. Functional models, like all
             `keras_reuse.applications`, are rewritten so that shared kernels
-            stay single; other models are converted as they are.
+            stay single (a looped LruNet, `reuse_loop=True`, is unrolled
+            first); other models are converted as they are.
         path: Destination, ending in `.tflite`, in an existing directory.
         quantization: None (float32), "float16" (float16 weights),
             "dynamic" (int8 weights, float activations), "int8" (full
@@ -643,7 +644,13 @@ def to_tflite(
             data = np.random.default_rng(0).uniform(0.0, 1.0, (_RANDOM_SAMPLES, *input_shape))
         images, labels = _images(source, data, input_shape, max_verification_samples)
 
-    graph = _export_graph(model, fold_batchnorm)
+    # A looped LruNet (`reuse_loop=True`) converts to a WHILE op that stores
+    # every iteration's BatchNorm and runs slower; unrolled, its shared
+    # kernels stay single as in the published layout. Verified against
+    # `model` itself below.
+    from keras_reuse.applications.lrunet import unroll_reuse_loops
+
+    graph = _export_graph(unroll_reuse_loops(model), fold_batchnorm)
     flatbuffer = _converter(graph, input_shape, quantization, calibration).convert()
 
     figures: dict[str, Any] = {}

@@ -29,7 +29,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_reuse.applications.lrunet import _PLANES, LruNet
+from keras_reuse.applications.lrunet import _PLANES, LruNet, convert_reuse_weights
+from keras_reuse.reuse_loop import default_reuse_loop
 
 TORCH_MISSING_MESSAGE = (
     "Reading PyTorch checkpoints needs torch, an optional dependency of "
@@ -255,7 +256,7 @@ def _listed(keys: set[str]) -> str:
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
-def load_lrunet_checkpoint(path: str | os.PathLike) -> keras.Model:
+def load_lrunet_checkpoint(path: str | os.PathLike, reuse_loop: bool | None = None) -> keras.Model:
     """Builds a Keras `LruNet` holding the weights of an authors' checkpoint.
 
     The configuration comes from the checkpoint's tensors: classes from the
@@ -270,6 +271,10 @@ def load_lrunet_checkpoint(path: str | os.PathLike) -> keras.Model:
         path: A PyTorch checkpoint published by the LruNet authors
             (`{"net": state_dict, "acc": ..., "epoch": ...}`, keys with or
             without the `module.` prefix) or a bare LruNet state_dict.
+        reuse_loop: The layout of the returned network, as `LruNet`'s
+            argument (None: `keras_reuse.reuse_loop.default_reuse_loop()`).
+            The checkpoint is read into the unrolled network, converted
+            with `convert_reuse_weights` for a looped one.
 
     Returns:
         A `keras.Model` whose logits equal the PyTorch network's.
@@ -284,12 +289,19 @@ def load_lrunet_checkpoint(path: str | os.PathLike) -> keras.Model:
             tensors).
     """
     path = os.fspath(path)
+    if reuse_loop is not None and not isinstance(reuse_loop, bool):
+        raise ValueError(
+            "`reuse_loop` must be True, False or None (automatic). "
+            f"Received: reuse_loop={reuse_loop!r}"
+        )
     if not os.path.isfile(path):
         raise FileNotFoundError(f"LruNet checkpoint not found: path={path!r}")
     state = _read_state_dict(path)
     config = _infer_config(path, state)
     try:
-        model = LruNet(**config, classifier_activation=None, name=_model_name(config))
+        model = LruNet(
+            **config, classifier_activation=None, name=_model_name(config), reuse_loop=False
+        )
     except ValueError as error:
         raise ValueError(
             f"{path!r} is not a supported LruNet checkpoint: its tensors imply {config}, "
@@ -325,4 +337,9 @@ def load_lrunet_checkpoint(path: str | os.PathLike) -> keras.Model:
         raise RuntimeError(f"LruNet weights without a checkpoint tensor: {unfilled}")
     for variable, value in values:
         variable.assign(value)
+    if default_reuse_loop() if reuse_loop is None else reuse_loop:
+        looped = LruNet(
+            **config, classifier_activation=None, name=_model_name(config), reuse_loop=True
+        )
+        return convert_reuse_weights(model, looped)
     return model

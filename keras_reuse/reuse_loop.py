@@ -51,6 +51,31 @@ from keras_reuse.layers import _PACKAGE, _conv_kernel_initializer
 BN_WEIGHTS = ("gamma", "beta", "moving_mean", "moving_variance")
 
 
+def default_reuse_loop() -> bool:
+    """What `LruNet(reuse_loop=None)` builds here: looped where XLA compiles.
+
+    JAX always compiles with XLA, and Keras's `compile(jit_compile="auto")`
+    turns XLA on for TensorFlow when a GPU is visible. XLA's compile time
+    grows with the unrolled graph (CPU, docs/reuse_loop.md: the unrolled
+    LruNet-2's first JAX step 473 s against 38.5 s looped; unrolled
+    LruNet-4 with `jit_compile=True` more than 600 s against 124 s), so
+    there the stages are loops. TensorFlow without a GPU (no XLA by
+    default) and PyTorch keep the unrolled, published layout, one layer per
+    call.
+
+    Returns:
+        True under the JAX backend and under TensorFlow with a visible GPU.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return True
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    return False
+
+
 def half_swap_shuffle(x):
     """`ChannelShuffle(2, swap_halves=True)`: out[2j] = x[C/2+j], out[2j+1] = x[j]."""
     low, high = ops.split(x, 2, axis=-1)
@@ -219,6 +244,31 @@ class LruStage(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         training = bool(training) and self.trainable
+        outputs, stats = self.run_iterations(inputs, training)
+        if training:
+            m = self.momentum
+            for prefix, (mean, variance) in stats.items():
+                moving_mean = getattr(self, f"{prefix}_moving_mean")
+                moving_variance = getattr(self, f"{prefix}_moving_variance")
+                moving_mean.assign(moving_mean * m + mean * (1.0 - m))
+                moving_variance.assign(moving_variance * m + variance * (1.0 - m))
+        return outputs
+
+    def run_iterations(self, inputs, training: bool):
+        """The stage's N iterations, without updating the moving statistics.
+
+        Args:
+            inputs: The stage's input, `(batch, H, W, filters)`.
+            training: Normalize with each iteration's batch statistics
+                (True) or with the moving statistics (False).
+
+        Returns:
+            `(outputs, stats)`: in training, `stats` maps "dw_bn" and
+            "pw_bn" to `(mean, variance)`, each `(N, channels)` float32:
+            row i-1 is iteration i's batch mean and biased variance (what
+            `call` folds into the moving statistics, and what precise
+            BatchNorm, `keras_reuse.callbacks`, averages); `{}` otherwise.
+        """
         n = self.layer_reuse
         dtype = self.compute_dtype
         dw_kernel = ops.cast(self.depthwise_kernel, dtype)
@@ -299,17 +349,49 @@ class LruStage(keras.layers.Layer):
         else:
             carry = ops.fori_loop(0, n, body, carry)
         x, dw_stats, pw_stats = carry
-        if training:
-            m = self.momentum
-            for prefix, (mean, variance) in (("dw_bn", dw_stats), ("pw_bn", pw_stats)):
-                moving_mean = getattr(self, f"{prefix}_moving_mean")
-                moving_variance = getattr(self, f"{prefix}_moving_variance")
-                moving_mean.assign(bn[f"{prefix}_moving_mean"] * m + mean * (1.0 - m))
-                moving_variance.assign(bn[f"{prefix}_moving_variance"] * m + variance * (1.0 - m))
-        return inverse_half_swap_shuffle(x)
+        stats = {"dw_bn": dw_stats, "pw_bn": pw_stats} if training else {}
+        return inverse_half_swap_shuffle(x), stats
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def reuse_rows(self, output_shape) -> list:
+        """This stage's rows for `keras_reuse.reuse_summary`, as if unrolled.
+
+        The kernels as `stage{k}_dw` / `stage{k}_pw` called N times (MACs
+        summed over the N calls), and one row per iteration's BatchNorm,
+        `stage{k}_reuse{i}_dw_bn` / `_pw_bn`: the rows and totals of the
+        unrolled LruNet with the same configuration.
+
+        Args:
+            output_shape: The stage's output shape `(batch, H, W, C)`; MACs
+                are 0 if H or W is unknown.
+
+        Returns:
+            A list of `keras_reuse.summary.LayerReuse`.
+        """
+        from keras_reuse.summary import LayerReuse  # summary imports the layers
+
+        n, k = self.layer_reuse, self.name
+        mid = self.filters * self.depth_multiplier
+        spatial = output_shape[1:-1] if output_shape is not None else (None,)
+        positions = 0 if None in spatial else spatial[0] * spatial[1]
+        kernels = [
+            LayerReuse(f"{k}_dw", "LruStage", n, 9 * mid, n * positions * mid * 9),
+            LayerReuse(
+                f"{k}_pw",
+                "LruStage",
+                n,
+                mid * self.filters // self.groups,
+                n * positions * self.filters * mid // self.groups,
+            ),
+        ]
+        norms = [
+            LayerReuse(f"{k}_reuse{i}_{kind}", "LruStage", 1, 2 * width, 0)
+            for i in range(1, n + 1)
+            for kind, width in (("dw_bn", mid), ("pw_bn", self.filters))
+        ]
+        return kernels[:1] + norms[:1] + kernels[1:] + norms[1:]
 
     def get_config(self):
         config = super().get_config()

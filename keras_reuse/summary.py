@@ -119,6 +119,25 @@ def _node_macs(layer: keras.layers.Layer, node) -> int:
     return 0
 
 
+def _layer_rows(layer: keras.layers.Layer, calls: int, macs: int, out_shape) -> list[LayerReuse]:
+    """A layer's rows: one, or those it reports itself for a loop inside it.
+
+    A layer that calls its weights several times inside its own `call`
+    (`keras_reuse.reuse_loop.LruStage`) defines `reuse_rows(output_shape)`,
+    which lists its weights as the layers they would be in the unrolled
+    graph, so that a looped and an unrolled network summarize alike.
+    """
+    if hasattr(layer, "reuse_rows"):
+        return [
+            dataclasses.replace(row, calls=row.calls * calls, macs=row.macs * calls)
+            for row in layer.reuse_rows(out_shape)
+        ]
+    if not (layer.weights or macs):
+        return []
+    params = _count(layer.trainable_weights)
+    return [LayerReuse(layer.name, type(layer).__name__, calls, params, macs)]
+
+
 def reuse_summary(model: keras.Model) -> ReuseSummary:
     """Reports how a functional model reuses its layers.
 
@@ -147,21 +166,17 @@ def reuse_summary(model: keras.Model) -> ReuseSummary:
         )
     calls = layer_calls(nodes)
     macs: Counter = Counter()
+    out_shapes = {}
     for node in nodes:
         if node.operation in calls:
             macs[node.operation] += _node_macs(node.operation, node)
+            out_shapes.setdefault(node.operation, node.outputs[0].shape)
     order = list(calls)  # Counter keeps first-call (graph) order.
 
     rows = tuple(
-        LayerReuse(
-            name=layer.name,
-            class_name=type(layer).__name__,
-            calls=calls[layer],
-            params=_count(layer.trainable_weights),
-            macs=macs[layer],
-        )
+        row
         for layer in order
-        if layer.weights or macs[layer]
+        for row in _layer_rows(layer, calls[layer], macs[layer], out_shapes.get(layer))
     )
     return ReuseSummary(
         model_name=model.name,

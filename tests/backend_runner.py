@@ -57,12 +57,16 @@ def _layers_model() -> keras.Model:
 # case -> (constructor of logits models, whether it is trained a few steps)
 CASES: dict[str, tuple[Callable[[], keras.Model], bool]] = {
     "lrunet1": (
-        lambda: applications.LruNet(layer_reuse=1, dropout=0.0, classifier_activation=None),
+        # The unrolled layout on every backend, to compare layer by layer;
+        # the backend's default layout is checked by `_default_layout`.
+        lambda: applications.LruNet(
+            layer_reuse=1, dropout=0.0, classifier_activation=None, reuse_loop=False
+        ),
         True,
     ),
     "lrunet2": (
         lambda: applications.LruNet(
-            layer_reuse=2, input_shape=(28, 28, 1), classifier_activation=None
+            layer_reuse=2, input_shape=(28, 28, 1), classifier_activation=None, reuse_loop=False
         ),
         False,
     ),
@@ -185,7 +189,26 @@ def check(directory: Path) -> dict[str, Any]:
         }
         results[case] = result
     results["checkpoint"] = _checkpoint_logits()
+    results["default_layout"] = _default_layout(directory)
     return results
+
+
+def _default_layout(directory: Path) -> dict[str, Any]:
+    """LruNet-2 in this backend's default layout, from TensorFlow's (unrolled) weights file."""
+    from keras_reuse.reuse_loop import LruStage
+
+    model = applications.LruNet(
+        layer_reuse=2,
+        input_shape=(28, 28, 1),
+        classifier_activation=None,
+        weights=str(directory / "lrunet2.weights.h5"),
+    )
+    x = np.load(directory / "lrunet2.inputs.npy")
+    return {
+        "looped": any(isinstance(layer, LruStage) for layer in model.layers),
+        "summary": _summary(model),
+        "outputs": model.predict(x, batch_size=BATCH, verbose=0).tolist(),
+    }
 
 
 def load(directory: Path, backends: list[str]) -> dict[str, Any]:

@@ -35,7 +35,7 @@ def _stage_model(layer_reuse: int, loop: bool) -> keras.Model:
     if loop:
         x = lrunet._lru_stage_loop(inputs, 16, layer_reuse, 1)
     else:
-        x = lrunet._lru_stage(inputs, 16, layer_reuse, 1, lrunet._LAYER_TYPES)
+        x = lrunet._lru_stage(inputs, 16, layer_reuse, "stage1", lrunet._LAYER_TYPES)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     return keras.Model(inputs, keras.layers.Dense(10, name="fc")(x))
 
@@ -56,7 +56,9 @@ def build_pair(
         classifier_activation=None,
     )
     keras.utils.set_random_seed(seed)
-    unrolled = _stage_model(layer_reuse, False) if stage_only else LruNet(**kwargs)
+    unrolled = (
+        _stage_model(layer_reuse, False) if stage_only else LruNet(**kwargs, reuse_loop=False)
+    )
     rng = np.random.default_rng(seed)
     for variable in unrolled.weights:
         name = variable.path.rsplit("/", 1)[-1]

@@ -143,6 +143,97 @@ def test_feature_extractor_gives_the_same_stage_outputs():
         assert runner.relative(actual[stage], expected[stage]) < RTOL, stage
 
 
+def test_reuse_summary_counts_a_looped_stage_as_unrolled():
+    unrolled, looped = runner.build_pair(3)
+    expected, actual = keras_reuse.reuse_summary(unrolled), keras_reuse.reuse_summary(looped)
+    assert [(r.name, r.calls, r.params, r.macs) for r in actual.layers] == [
+        (r.name, r.calls, r.params, r.macs) for r in expected.layers
+    ]
+    for field in ("unique_params", "unrolled_params", "non_trainable_params", "macs"):
+        assert getattr(actual, field) == getattr(expected, field), field
+    assert actual.calls["stage2_pw"] == 3 and actual.macs > 0
+
+
+def test_precise_batchnorm_gives_each_iteration_its_own_statistics():
+    from keras_reuse.callbacks import recompute_batchnorm_statistics
+
+    unrolled, looped = runner.build_pair(3)
+    rng = np.random.default_rng(1)
+    xs = [(3 * rng.random((n, *runner.INPUT_SHAPE)) + 1).astype("float32") for n in (6, 5)]
+    covered = recompute_batchnorm_statistics(looped, xs, batches=2)
+    assert covered == recompute_batchnorm_statistics(unrolled, xs, batches=2)
+    assert covered["stage4_reuse3_pw_bn"] == 11
+    assert "call" not in vars(looped.get_layer("stage1"))
+    errors = runner.per_tensor(runner.weights(looped), runner.weights(unrolled))
+    assert max(errors.values()) < RTOL, max(errors, key=errors.get)
+
+
+def test_tflite_export_unrolls_the_loops(tmp_path):
+    from keras_reuse.export import to_tflite
+
+    unrolled, looped = runner.build_pair(2)
+    looped_report = to_tflite(looped, tmp_path / "looped.tflite")  # verified against `looped`
+    unrolled_report = to_tflite(unrolled, tmp_path / "unrolled.tflite")
+    assert looped_report.size_bytes == unrolled_report.size_bytes
+    assert looped_report.max_abs_error <= 1e-5 * looped_report.output_scale
+
+
+@pytest.mark.parametrize("saved_looped", [False, True])
+def test_a_weights_file_of_either_layout_loads_into_both(tmp_path, saved_looped):
+    unrolled, looped = runner.build_pair(2)
+    path = str(tmp_path / "lrunet.weights.h5")
+    (looped if saved_looped else unrolled).save_weights(path)
+    x = runner.batch()[0]
+    for reuse_loop in (False, True):
+        model = LruNet(
+            layer_reuse=2,
+            width_multiplier=runner.WIDTH,
+            input_shape=runner.INPUT_SHAPE,
+            dropout=0.0,
+            classifier_activation=None,
+            weights=path,
+            reuse_loop=reuse_loop,
+        )
+        assert any(isinstance(layer, LruStage) for layer in model.layers) == reuse_loop
+        assert runner.relative(model(x), unrolled(x)) < RTOL
+
+
+def test_the_default_layout_loops_where_xla_compiles(monkeypatch):
+    import tensorflow as tf
+
+    from keras_reuse.reuse_loop import default_reuse_loop
+
+    def model():
+        return LruNet(layer_reuse=2, width_multiplier=runner.WIDTH, input_shape=(28, 28, 1))
+
+    def looped(m):
+        return any(isinstance(layer, LruStage) for layer in m.layers)
+
+    assert not default_reuse_loop() and not looped(model())  # TensorFlow on this CPU
+    devices = tf.config.list_physical_devices
+    gpu = tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")
+    monkeypatch.setattr(
+        tf.config,
+        "list_physical_devices",
+        lambda kind=None: [gpu] if kind == "GPU" else devices(kind),
+    )
+    assert default_reuse_loop() and looped(model())
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    assert default_reuse_loop()
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    assert not default_reuse_loop()
+
+
+@pytest.mark.parametrize("value", ["yes", 1, 0.0])
+def test_bad_reuse_loop_is_refused(value):
+    from keras_reuse.pretrained import load_lrunet_checkpoint
+
+    with pytest.raises(ValueError, match=rf"reuse_loop={value!r}"):
+        LruNet(layer_reuse=2, reuse_loop=value)
+    with pytest.raises(ValueError, match=rf"must be True, False or None.*reuse_loop={value!r}"):
+        load_lrunet_checkpoint("/nonexistent.t7", reuse_loop=value)
+
+
 def test_shuffle_and_its_inverse():
     x = np.arange(2 * 3 * 16, dtype="float32").reshape(2, 1, 3, 16)
     expected = keras.ops.convert_to_numpy(ChannelShuffle(2, swap_halves=True)(x))

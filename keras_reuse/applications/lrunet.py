@@ -30,7 +30,7 @@ from keras_reuse.layers import (
     GroupedPointwiseConv,
     _conv_kernel_initializer,
 )
-from keras_reuse.reuse_loop import BN_WEIGHTS, LruStage
+from keras_reuse.reuse_loop import BN_WEIGHTS, LruStage, default_reuse_loop
 
 _PLANES = (64, 128, 256, 512)
 _HEAD_PLANES = 256
@@ -61,9 +61,10 @@ def _concat_self(x: Any, copies: int, name: str) -> Any:
     return layers.Concatenate(name=name)([x] * copies)
 
 
-def _lru_stage(x: Any, planes: int, layer_reuse: int, stage: int, types: _common.LayerTypes) -> Any:
-    """One LruNet stage: a dw+pw pair applied `layer_reuse` times."""
-    prefix = f"stage{stage}"
+def _lru_stage(
+    x: Any, planes: int, layer_reuse: int, prefix: str, types: _common.LayerTypes
+) -> Any:
+    """One LruNet stage (layers named `{prefix}_*`): a dw+pw pair applied `layer_reuse` times."""
     depthwise = layers.DepthwiseConv2D(
         3,
         padding="same",
@@ -164,6 +165,49 @@ def convert_reuse_weights(source: keras.Model, target: keras.Model) -> keras.Mod
     return target
 
 
+def unroll_reuse_loops(model: keras.Model) -> keras.Model:
+    """The same network with every looped stage unrolled, weights copied.
+
+    Each `LruStage` (from `LruNet(reuse_loop=True)`) becomes the published
+    layout's layers (`stage{k}_dw`, `stage{k}_pw`, `stage{k}_reuse{i}_*`);
+    every other layer is cloned as it is (`keras.models.clone_model`). The
+    result computes the same function with the same weights, for tools that
+    want one layer per call (TFLite export keeps the shared kernels single
+    only in that form). A model without looped stages is returned as is.
+
+    Args:
+        model: A functional Keras model, e.g. `LruNet(..., reuse_loop=True)`.
+
+    Returns:
+        The unrolled model (a new one), or `model` if it has no `LruStage`.
+
+    Raises:
+        ValueError: for a looped stage whose configuration the unrolled
+            LruNet stage cannot express (groups, depth multiplier,
+            momentum, epsilon other than LruNet's).
+    """
+    stages = [layer for layer in model.layers if isinstance(layer, LruStage)]
+    if not stages:
+        return model
+    for layer in stages:
+        config = (layer.groups, layer.depth_multiplier, layer.momentum, layer.epsilon)
+        if config != (_GROUPS, 2, 0.9, 1e-5):
+            raise ValueError(
+                f"Layer {layer.name!r}: only LruNet's stages (groups={_GROUPS}, "
+                "depth_multiplier=2, momentum=0.9, epsilon=1e-5) can be unrolled. Received: "
+                f"groups={layer.groups}, depth_multiplier={layer.depth_multiplier}, "
+                f"momentum={layer.momentum}, epsilon={layer.epsilon}"
+            )
+
+    def call(layer: keras.layers.Layer, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(layer, LruStage):
+            return _lru_stage(args[0], layer.filters, layer.layer_reuse, layer.name, _LAYER_TYPES)
+        return layer(*args, **kwargs)
+
+    unrolled = keras.models.clone_model(model, call_function=call)
+    return convert_reuse_weights(model, unrolled)
+
+
 def _check_width(width_multiplier: Any) -> tuple[int, ...]:
     if isinstance(width_multiplier, bool) or not isinstance(width_multiplier, (int, float)):
         raise ValueError(
@@ -196,7 +240,7 @@ def LruNet(
     classifier_activation: Any = "softmax",
     name: str = "lrunet",
     *,
-    reuse_loop: bool = False,
+    reuse_loop: bool | None = None,
     _layer_types: _common.LayerTypes = _LAYER_TYPES,
 ) -> keras.Model:
     """Instantiates the LruNet architecture (N-LruNet-kx in the paper).
@@ -229,9 +273,11 @@ def LruNet(
             iterations in a traced loop (`keras.ops.fori_loop`) instead of
             unrolling them in the graph: same arithmetic and weights (stacked
             per stage, see `keras_reuse.reuse_loop`), a trace and an XLA
-            compile that do not grow with `layer_reuse`. Published weights
-            load through the unrolled network and `convert_reuse_weights`; a
-            `weights` file must have been saved from a looped model.
+            compile that do not grow with `layer_reuse`. None (default):
+            `keras_reuse.reuse_loop.default_reuse_loop()`, looped under JAX
+            and under TensorFlow with a GPU (where XLA compiles), unrolled
+            otherwise. Published weights and weights files of either layout
+            load into both (through `convert_reuse_weights`).
         _layer_types: Private: the layer classes to build from (the
             benchmarks' and tests' stock-Keras baselines).
 
@@ -239,10 +285,21 @@ def LruNet(
         A `keras.Model`.
     """
     _common.check_positive_int("layer_reuse", layer_reuse)
-    _common.check_bool("reuse_loop", reuse_loop)
-    if reuse_loop and lrunet_presets.is_preset_name(weights):
-        # Published weights: load them into the unrolled network, convert.
-        unrolled = LruNet(
+    if reuse_loop is not None and not isinstance(reuse_loop, bool):
+        raise ValueError(
+            "`reuse_loop` must be True, False or None (automatic). "
+            f"Received: reuse_loop={reuse_loop!r}"
+        )
+    reuse_loop = default_reuse_loop() if reuse_loop is None else reuse_loop
+    if lrunet_presets.is_preset_name(weights):
+        saved_looped = False  # the published files are unrolled
+    elif isinstance(weights, str) and os.path.isfile(weights):
+        saved_looped = _saved_looped(weights)
+    else:
+        saved_looped = reuse_loop
+    if saved_looped != reuse_loop:
+        # Load the weights into the layout they were saved from, convert.
+        source = LruNet(
             num_classes,
             layer_reuse,
             width_multiplier,
@@ -254,22 +311,23 @@ def LruNet(
             weights,
             classifier_activation,
             name,
+            reuse_loop=saved_looped,
         )
-        looped = LruNet(
-            unrolled.output_shape[-1] if include_top else num_classes,
+        target = LruNet(
+            source.output_shape[-1] if include_top else num_classes,
             layer_reuse,
             width_multiplier,
             dropout,
-            tuple(unrolled.input_shape[1:]),
+            tuple(source.input_shape[1:]),
             input_tensor,
             include_top,
             pooling,
             None,
             classifier_activation,
             name,
-            reuse_loop=True,
+            reuse_loop=reuse_loop,
         )
-        return convert_reuse_weights(unrolled, looped)
+        return convert_reuse_weights(source, target)
     planes = _check_width(width_multiplier)
     preset = None
     if lrunet_presets.is_preset_name(weights):
@@ -318,7 +376,7 @@ def LruNet(
     def stage(x: Any, planes: int, reuse: int, k: int) -> Any:
         if reuse_loop:
             return _lru_stage_loop(x, planes, reuse, k)
-        return _lru_stage(x, planes, reuse, k, _layer_types)
+        return _lru_stage(x, planes, reuse, f"stage{k}", _layer_types)
 
     x = stage(x, planes[0], layer_reuse, 1)
     x = _max_pool(x, "stage1_pool")
@@ -354,6 +412,23 @@ def LruNet(
     return model
 
 
+def _saved_looped(path: str) -> bool:
+    """Whether a Keras weights file was saved from a looped LruNet.
+
+    `.weights.h5` files name their layers' groups by class (`lru_stage`,
+    `lru_stage_1`, ...); any other file is taken as unrolled.
+    """
+    if not path.endswith(".weights.h5"):
+        return False
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return any(key.startswith("lru_stage") for key in f.get("layers", {}))
+    except OSError:  # not an HDF5 file: Keras's load reports it
+        return False
+
+
 def _preset_classes(preset: lrunet_presets.LruNetPreset, num_classes: Any, include_top: Any) -> int:
     """The classifier size with published weights: the checkpoint's."""
     if num_classes is None or not include_top:
@@ -383,6 +458,7 @@ def _load_preset(
         width_multiplier=preset.width_multiplier,
         input_shape=preset.input_shape,
         classifier_activation=None,
+        reuse_loop=False,  # the published files' layout
     )
     reference.load_weights(path)
     for layer in model.layers:
