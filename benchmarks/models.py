@@ -19,6 +19,13 @@ INPUT_SHAPE = (32, 32, 3)
 MODELS = {
     "lrunet1": ("LruNet-1", "lrunet", {"layer_reuse": 1}),
     "lrunet14": ("LruNet-14", "lrunet", {"layer_reuse": 14}),
+    # Each stage one traced loop (the default where XLA compiles: JAX, a GPU).
+    "lrunet14_loop": ("LruNet-14, reuse loop", "lrunet", {"layer_reuse": 14, "reuse_loop": True}),
+    "lrunet14_unrolled": (
+        "LruNet-14, unrolled",
+        "lrunet",
+        {"layer_reuse": 14, "reuse_loop": False},
+    ),
     "sharesnet164": ("ShaResNet-164 (shared)", "sharesnet164", {"share": True}),
     "resnet164": ("ResNet-164 (unshared)", "sharesnet164", {"share": False}),
 }
@@ -81,7 +88,8 @@ def keras_model(name: str, policy: str = "float32", naive: bool = False) -> Any:
 
     _, constructor, kwargs = MODELS[name]
     if naive:
-        kwargs = {**kwargs, "_layer_types": _naive_layer_types()}
+        # The naive layer types replace the unrolled network's layers.
+        kwargs = {**kwargs, "_layer_types": _naive_layer_types(), "reuse_loop": False}
     with dtype_policy_scope(policy):
         return applications.create(
             constructor, num_classes=10, classifier_activation=None, **kwargs
@@ -101,4 +109,6 @@ def torch_model(name: str) -> Any:
 
 
 def has_naive(name: str) -> bool:
-    return MODELS[name][1] == "lrunet"
+    """Whether `name` has a naive port: the unrolled LruNets (layer types swapped)."""
+    _, constructor, kwargs = MODELS[name]
+    return constructor == "lrunet" and not kwargs.get("reuse_loop")
