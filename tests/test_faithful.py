@@ -35,6 +35,8 @@ def test_tiny_faithfulness_run_writes_csv_plot_and_verdict(tmp_path):
         "--seeds=0",
         "--epochs=1",
         "--max_train_examples=256",
+        # The full test split is the real runs' (both frameworks evaluate it).
+        "--max_eval_examples=256",
         "--batch_size=64",
         f"--output_dir={out}",
     ]
