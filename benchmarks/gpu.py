@@ -3,6 +3,11 @@
     python -m benchmarks.gpu                     # about 5-10 minutes on one GPU
     python -m benchmarks.gpu --models=lrunet14 --steps=10
 
+LruNet-14 is built as users get it, which on a GPU is the looped layout
+(`keras_reuse.reuse_loop.default_reuse_loop`); `--models=lrunet14_unrolled`
+times the unrolled one under XLA too (its compile may take minutes: the
+measurement that decides the default).
+
 For LruNet-14 and ShaResNet-164 (shared) at batch 128 it times plain
 `model.fit` training on TensorFlow in float32 and mixed_float16 (Keras's
 defaults: `jit_compile="auto"`, which is XLA on a GPU; loss scaling for

@@ -224,6 +224,14 @@ def test_the_default_layout_loops_where_xla_compiles(monkeypatch):
     assert not default_reuse_loop()
 
 
+def test_one_iteration_is_traced_without_a_loop_except_under_jax(monkeypatch):
+    assert LruStage(16, 1).traces_unrolled() and not LruStage(16, 3).traces_unrolled()
+    assert LruStage(16, 3, unroll=True).traces_unrolled()
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    assert not LruStage(16, 1).traces_unrolled()
+    assert LruStage(16, 1, unroll=True).traces_unrolled()
+
+
 @pytest.mark.parametrize("value", ["yes", 1, 0.0])
 def test_bad_reuse_loop_is_refused(value):
     from keras_reuse.pretrained import load_lrunet_checkpoint

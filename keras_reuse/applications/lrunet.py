@@ -91,8 +91,8 @@ def _lru_stage(
 def _lru_stage_loop(x: Any, planes: int, layer_reuse: int, stage: int) -> Any:
     """The same stage as one `LruStage` layer (named `stage{k}`): a traced loop.
 
-    N=1 has nothing to loop over; its one iteration is traced as is (a loop
-    and its gradient cost more to trace than one copy of the body).
+    At N=1 `LruStage`'s default traces the one iteration without a loop,
+    except under JAX (see its `unroll` argument).
     """
     return LruStage(
         planes,
@@ -100,7 +100,6 @@ def _lru_stage_loop(x: Any, planes: int, layer_reuse: int, stage: int) -> Any:
         groups=_GROUPS,
         momentum=0.9,
         epsilon=1e-5,
-        unroll=layer_reuse == 1,
         name=f"stage{stage}",
     )(x)
 
