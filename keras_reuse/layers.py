@@ -45,6 +45,102 @@ def _conv_kernel_initializer() -> keras.initializers.Initializer:
     )
 
 
+def grouped_pointwise(x, kernel, training=False, fast: bool = True):
+    """A grouped 1x1 convolution without bias, `GroupedPointwiseConv`'s arithmetic.
+
+    Output channel `g * cout_g + o` is `sum_i x[..., g * cin_g + i] *
+    kernel[g, i, o]`. Used by `GroupedPointwiseConv` and by the looped LruNet
+    stage (`keras_reuse.reuse_loop`).
+
+    Args:
+        x: Activations `(..., groups * cin_g)`.
+        kernel: The kernel's value, `(groups, cin_g, cout_g)`.
+        training: Whether this is a training call (TensorFlow's fast path
+            is inference-only).
+        fast: Allow the TensorFlow fast path (False: the generic path, for
+            tests).
+
+    Returns:
+        `(..., groups * cout_g)` activations.
+    """
+    groups, cin_g, cout_g = kernel.shape
+    filters = groups * cout_g
+    if (
+        fast
+        and not training
+        and groups > 1
+        and len(x.shape) == 4
+        and keras.backend.backend() == "tensorflow"
+    ):
+        # Inference on TensorFlow: its native grouped Conv2D runs the forward
+        # pass in one op, faster than the per-group matmuls, but has no CPU
+        # gradient, so training keeps the matmuls. Same arithmetic.
+        import tensorflow as tf
+
+        kernel = tf.cast(kernel, x.dtype)
+        # Output channel g * cout_g + o reads kernel[g, :, o].
+        k = tf.reshape(tf.transpose(kernel, (1, 0, 2)), (1, 1, cin_g, filters))
+        return tf.nn.conv2d(x, k, strides=1, padding="VALID")
+    shape = ops.shape(x)
+    flat = ops.reshape(x, (-1, x.shape[-1]))
+    # One 2D matmul per group on channel slices. Measured on a 2-core AVX2
+    # CPU (training step, LruNet shapes) it is 1.5-3x faster than the einsum
+    # "ngi,gio->ngo", whose lowering transposes activations into a
+    # batch-major layout and back, forward and backward.
+    if groups == 1:
+        y = ops.matmul(flat, kernel[0])
+    else:
+        slices = ops.split(flat, groups, axis=-1)
+        kernels = ops.unstack(kernel, num=groups, axis=0)
+        y = ops.concatenate(
+            [ops.matmul(a, k) for a, k in zip(slices, kernels, strict=True)], axis=-1
+        )
+    return ops.reshape(y, (*shape[:-1], filters))
+
+
+def fused_batch_norm_train(x, gamma, beta, epsilon: float):
+    """Training-mode BatchNorm as one TensorFlow `FusedBatchNormV3` (NHWC).
+
+    Args:
+        x: Activations `(N, H, W, C)`, float16, bfloat16 or float32 (others
+            are cast to float32). The op reads float16/bfloat16 and
+            accumulates in float32, as Keras's upcast does, without
+            materializing a float32 copy.
+        gamma, beta: `(C,)` float32.
+        epsilon: Variance epsilon.
+
+    Returns:
+        `(y, mean, variance)`: `y` in `x`'s dtype, the batch mean and the
+        biased batch variance (what Keras's moving variance averages), float32.
+    """
+    import tensorflow as tf
+
+    if x.dtype not in (tf.float32, tf.bfloat16, tf.float16):
+        x = tf.cast(x, tf.float32)
+    empty = tf.constant([], tf.float32)
+    y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+        x=x,
+        scale=gamma,
+        offset=beta,
+        mean=empty,
+        variance=empty,
+        epsilon=epsilon,
+        exponential_avg_factor=1.0,
+        data_format="NHWC",
+        is_training=True,
+    )
+    # The op reports the Bessel-corrected variance. A Python number when the
+    # shape is static: four ops fewer per call in the traced step (LruNet-14
+    # has 113 BatchNorm calls).
+    static = x.shape[:-1].num_elements()
+    if static is not None:
+        variance = variance * ((static - 1.0) / max(static, 1.0))
+    else:
+        count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+        variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
+    return y, mean, variance
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class GroupedPointwiseConv(keras.layers.Layer):
     """Grouped 1x1 convolution over the last (channels) axis.
@@ -124,44 +220,12 @@ class GroupedPointwiseConv(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: channels})
 
     def call(self, inputs, training=None):
-        if not training and self.groups > 1 and len(inputs.shape) == 4:
-            y = self._grouped_conv(inputs)
-            if y is not None:
-                return y if self.bias is None else y + self.bias
-        shape = ops.shape(inputs)
-        x = ops.reshape(inputs, (-1, inputs.shape[-1]))
-        # One 2D matmul per group on channel slices. Measured on a 2-core
-        # AVX2 CPU (training step, LruNet shapes) it is 1.5-3x faster than
-        # the einsum "ngi,gio->ngo", whose lowering transposes activations
-        # into a batch-major layout and back, forward and backward.
-        if self.groups == 1:
-            y = ops.matmul(x, self.kernel[0])
-        else:
-            slices = ops.split(x, self.groups, axis=-1)
-            # Unstack the kernel's value, not the Variable: JAX and PyTorch
-            # cannot unstack a Keras Variable. On TensorFlow both read the
-            # variable once and unpack it: the same graph.
-            kernels = ops.unstack(ops.convert_to_tensor(self.kernel), axis=0)
-            outputs = [ops.matmul(a, k) for a, k in zip(slices, kernels, strict=True)]
-            y = ops.concatenate(outputs, axis=-1)
-        y = ops.reshape(y, (*shape[:-1], self.filters))
+        # Read the kernel's value once: JAX and PyTorch cannot unstack a Keras
+        # Variable, and on TensorFlow it is the same graph.
+        y = grouped_pointwise(inputs, ops.convert_to_tensor(self.kernel), training)
         if self.bias is not None:
             y = y + self.bias
         return y
-
-    def _grouped_conv(self, inputs):
-        # Inference on TensorFlow: its native grouped Conv2D runs the forward
-        # pass in one op, faster than the per-group matmuls, but has no CPU
-        # gradient, so training keeps the matmuls. Same arithmetic.
-        if keras.backend.backend() != "tensorflow":
-            return None
-        import tensorflow as tf
-
-        kernel = ops.convert_to_tensor(self.kernel, dtype=inputs.dtype)
-        groups, cin_g, cout_g = self.kernel.shape
-        # Output channel g * cout_g + o reads kernel[g, :, o].
-        kernel = tf.reshape(tf.transpose(kernel, (1, 0, 2)), (1, 1, cin_g, groups * cout_g))
-        return tf.nn.conv2d(inputs, kernel, strides=1, padding="VALID")
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.filters)
@@ -304,33 +368,9 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
 
-        x = inputs
-        if x.dtype not in (tf.float32, tf.bfloat16, tf.float16):
-            x = tf.cast(x, tf.float32)
-        empty = tf.constant([], tf.float32)
-        # The op reads float16/bfloat16 activations and accumulates in float32,
-        # as the parent's upcast does, without materializing a float32 copy.
-        y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-            x=x,
-            scale=tf.cast(self.gamma, tf.float32),
-            offset=tf.cast(self.beta, tf.float32),
-            mean=empty,
-            variance=empty,
-            epsilon=self.epsilon,
-            exponential_avg_factor=1.0,
-            data_format="NHWC",
-            is_training=True,
+        y, mean, variance = fused_batch_norm_train(
+            inputs, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32), self.epsilon
         )
-        # The op reports the Bessel-corrected variance; Keras's moving
-        # variance averages the biased one.
-        # A Python number when the shape is static: four ops fewer per call
-        # in the traced step (LruNet-14 has 113 BatchNorm calls).
-        static = x.shape[:-1].num_elements()
-        if static is not None:
-            variance = variance * ((static - 1.0) / max(static, 1.0))
-        else:
-            count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
-            variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
         moving_mean = tf.cast(self.moving_mean, tf.float32)
         moving_variance = tf.cast(self.moving_variance, tf.float32)
         self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))

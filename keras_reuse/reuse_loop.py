@@ -46,7 +46,12 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_reuse.layers import _PACKAGE, _conv_kernel_initializer
+from keras_reuse.layers import (
+    _PACKAGE,
+    _conv_kernel_initializer,
+    fused_batch_norm_train,
+    grouped_pointwise,
+)
 
 BN_WEIGHTS = ("gamma", "beta", "moving_mean", "moving_variance")
 
@@ -97,68 +102,12 @@ def inverse_half_swap_shuffle(x):
     return ops.concatenate([low, high], axis=-1)
 
 
-def grouped_pointwise(x, kernel, training, fused=True):
-    """`GroupedPointwiseConv.call` without bias for a (groups, cin/g, cout/g) kernel value."""
-    groups, _, cout_g = kernel.shape
-    filters = groups * cout_g
-    if (
-        fused
-        and not training
-        and groups > 1
-        and len(x.shape) == 4
-        and keras.backend.backend() == "tensorflow"
-    ):
-        import tensorflow as tf
-
-        _, cin_g, _ = kernel.shape
-        k = tf.reshape(tf.transpose(kernel, (1, 0, 2)), (1, 1, cin_g, filters))
-        return tf.nn.conv2d(x, k, strides=1, padding="VALID")
-    shape = ops.shape(x)
-    flat = ops.reshape(x, (-1, x.shape[-1]))
-    if groups == 1:
-        y = ops.matmul(flat, kernel[0])
-    else:
-        slices = ops.split(flat, groups, axis=-1)
-        kernels = ops.unstack(kernel, num=groups, axis=0)
-        y = ops.concatenate(
-            [ops.matmul(a, k) for a, k in zip(slices, kernels, strict=True)], axis=-1
-        )
-    return ops.reshape(y, (*shape[:-1], filters))
-
-
 def _batch_norm_train_generic(x, gamma, beta, epsilon):
     x32 = ops.cast(x, "float32")
     mean, variance = ops.moments(x32, axes=list(range(len(x.shape) - 1)))
     y = ops.batch_normalization(
         x32, mean, variance, axis=-1, offset=beta, scale=gamma, epsilon=epsilon
     )
-    return y, mean, variance
-
-
-def _batch_norm_train_tf(x, gamma, beta, epsilon):
-    import tensorflow as tf
-
-    if x.dtype not in (tf.float32, tf.bfloat16, tf.float16):
-        x = tf.cast(x, tf.float32)
-    empty = tf.constant([], tf.float32)
-    y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-        x=x,
-        scale=gamma,
-        offset=beta,
-        mean=empty,
-        variance=empty,
-        epsilon=epsilon,
-        exponential_avg_factor=1.0,
-        data_format="NHWC",
-        is_training=True,
-    )
-    # Bessel-corrected -> biased, as FusedBatchNormalization does.
-    static = x.shape[:-1].num_elements()
-    if static is not None:
-        variance = variance * ((static - 1.0) / max(static, 1.0))
-    else:
-        count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
-        variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
     return y, mean, variance
 
 
@@ -289,7 +238,7 @@ class LruStage(keras.layers.Layer):
             for p in ("dw_bn", "pw_bn")
             for w in BN_WEIGHTS
         }
-        train_bn = _batch_norm_train_tf if self._tf_fused() else _batch_norm_train_generic
+        train_bn = fused_batch_norm_train if self._tf_fused() else _batch_norm_train_generic
         eps = self.epsilon
         fused = self._tf_fused()
 
