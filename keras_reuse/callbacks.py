@@ -279,7 +279,9 @@ def recompute_batchnorm_statistics(model: keras.Model, dataset, batches: int) ->
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        forward = tf.function(forward, reduce_retracing=True)
+        # No tensor-dependent Python control flow: nothing for AutoGraph to
+        # convert (it warns on the closure instead).
+        forward = tf.function(forward, reduce_retracing=True, autograph=False)
 
     sums = [
         [0.0, np.zeros(moving_mean.shape), np.zeros(moving_mean.shape)]
