@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from keras_reuse import recipes
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = ["--dataset=fashion_mnist", "--batch_size=32", "--max_train_examples=64"]
 TRAIN = ["--model=lrunet", "--layer_reuse=1", *DATA, "--epochs=1", "--output_dir=runs/train"]
@@ -22,7 +24,7 @@ CONVERT = ["model.t7", "out.keras"]
 # (subcommand, arguments, what the error line must name)
 CASES = [
     # train
-    ("train", [*TRAIN, "--epochs=0"], "--epochs=0"),
+    ("train", [*TRAIN, "--epochs=0"], "--epochs=0: must be an integer >= 1"),
     ("train", [*TRAIN, "--epochs=-3"], "--epochs=-3"),
     ("train", [*TRAIN, "--epochs=abc"], "--epochs=abc"),
     ("train", [*TRAIN, "--batch_size=0"], "--batch_size=0"),
@@ -31,9 +33,9 @@ CASES = [
     ("train", [*TRAIN, "--momentum=1.5"], "--momentum=1.5"),
     ("train", [*TRAIN, "--weight_decay=-1"], "--weight_decay=-1"),
     ("train", [*TRAIN, "--schedule=linear"], "--schedule=linear"),
-    ("train", [*TRAIN, "--model=resnet9"], "--model=resnet9"),
+    ("train", [*TRAIN, "--model=resnet9"], "--model=resnet9: unknown model"),
     ("train", [*TRAIN, "--dataset=no_such_dataset"], "--dataset=no_such_dataset"),
-    ("train", [*TRAIN, "--layer_reuse=0"], "--layer_reuse=0"),
+    ("train", [*TRAIN, "--layer_reuse=0"], "--layer_reuse=0: must be an integer >= 1"),
     ("train", [*TRAIN, "--width_multiplier=0"], "--width_multiplier=0"),
     ("train", [*TRAIN, "--dropout=1.5"], "--dropout=1.5"),
     ("train", [*TRAIN, "--mixed_precision=fp8"], "--mixed_precision=fp8"),
@@ -43,7 +45,11 @@ CASES = [
     ("train", [*TRAIN, "--max_eval_examples=-1"], "--max_eval_examples=-1"),
     ("train", [*TRAIN, "--warmup_epochs=-1"], "--warmup_epochs=-1"),
     ("train", [*TRAIN, "--precise_bn_batches=-1"], "--precise_bn_batches=-1"),
-    ("train", [*TRAIN, "--recipe=nope"], "--recipe=nope"),
+    (
+        "train",
+        [*TRAIN, "--recipe=nope"],
+        "--recipe=nope: unknown recipe; one of " + ", ".join(recipes.RECIPES),
+    ),
     ("train", [*TRAIN, "--seed=abc"], "--seed=abc"),
     ("train", [*TRAIN, "--resume=maybe"], "--resume=maybe"),
     ("train", [*TRAIN, "--data_dir=missing_dir"], "--data_dir=missing_dir"),
@@ -52,6 +58,7 @@ CASES = [
     ("train", [*TRAIN, "extra"], "extra"),
     # study
     ("study", [*STUDY, "--reuse=0"], "--reuse=0"),
+    ("study", [*STUDY, "--reuse=0,2"], "--reuse=0,2: expected integers >= 1, e.g. 1,2,4,8,10"),
     ("study", [*STUDY, "--reuse=a"], "--reuse=a"),
     ("study", [*STUDY, "--reuse=1,1"], "--reuse=1,1"),
     ("study", [*STUDY, "--seeds=x"], "--seeds=x"),
@@ -67,6 +74,7 @@ CASES = [
     ("tune", [*TUNE, "--epochs=0"], "--epochs=0"),
     ("tune", [*TUNE, "--batch_size=-1"], "--batch_size=-1"),
     ("tune", [*TUNE, "--layer_reuse=a"], "--layer_reuse=a"),
+    ("tune", [*TUNE, "--layer_reuse=1,two"], "--layer_reuse=1,two: expected int values"),
     ("tune", [*TUNE, "--share=maybe"], "--share=maybe"),
     ("tune", [*TUNE, "--validation_examples=0"], "--validation_examples=0"),
     ("tune", [*TUNE, "--model=resnet9"], "--model=resnet9"),

@@ -121,18 +121,6 @@ def cli(*args):
     )
 
 
-def test_cli_unknown_recipe_names_flag_value_and_valid_names(tmp_path):
-    out = tmp_path / "never"
-    proc = cli("--recipe=fast", f"--output_dir={out}")
-    assert proc.returncode == 2
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last == (
-        "keras-reuse train: error: --recipe=fast: unknown recipe; one of "
-        + ", ".join(recipes.RECIPES)
-    )
-    assert not out.exists()
-
-
 def test_cli_quick_recipe_at_a_smaller_size_learns_and_states_the_papers_number(tmp_path):
     # The Quickstart's configuration on 2,048 of its 36,000 images (32
     # steps): measured 0.628 here (0.602 without precise BN); chance is 0.10.

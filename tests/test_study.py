@@ -139,16 +139,6 @@ def test_cli_study_with_seeds_per_epoch_rows_plots_and_resume_after_a_kill(tmp_p
         )
 
 
-def test_cli_bad_flag_is_a_one_line_error(tmp_path):
-    # Budget flags reach the same ConfigError as below; --reuse is the CLI's own.
-    out = tmp_path / "never"
-    proc = cli("--reuse=0,2", f"--output_dir={out}")
-    assert proc.returncode == 2
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last == "keras-reuse study: error: --reuse=0,2: expected integers >= 1, e.g. 1,2,4,8,10"
-    assert not out.exists()
-
-
 @pytest.mark.parametrize(
     "reuse, change, error, message",
     [

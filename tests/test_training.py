@@ -239,21 +239,3 @@ def test_output_dir_that_is_a_file(tmp_path):
     with pytest.raises(training.ConfigError, match=r"--output_dir=.*a_file: exists and is not"):
         training.train(config)
     assert path.read_text() == "keep me"
-
-
-@pytest.mark.parametrize(
-    "flag, message",
-    [
-        ("--model=resnet9", "--model=resnet9: unknown model"),
-        ("--layer_reuse=0", "--layer_reuse=0: must be an integer >= 1"),
-        ("--epochs=0", "--epochs=0: must be an integer >= 1"),
-        ("--dataset=no_such_dataset", "--dataset=no_such_dataset"),
-    ],
-)
-def test_cli_bad_flag_is_a_one_line_usage_error(tmp_path, flag, message):
-    out = tmp_path / "never"
-    run = cli(*QUICK_FLAGS, f"--output_dir={out}", flag)
-    assert run.returncode == 2
-    lines = [ln for ln in run.stderr.splitlines() if ln.startswith("keras-reuse train: error:")]
-    assert len(lines) == 1 and message in lines[0], run.stderr[-2000:]
-    assert not out.exists()

@@ -171,12 +171,3 @@ def test_bad_search_arguments_fail_before_writing(tmp_path, kwargs, message):
         tuning.search(output_dir=str(out), **{**TINY, **kwargs})
     assert message in str(error.value)
     assert not out.exists()
-
-
-def test_cli_bad_flag_is_a_one_line_error(tmp_path):
-    out = tmp_path / "never"
-    proc = cli("--layer_reuse=1,two", f"--output_dir={out}")
-    assert proc.returncode == 2
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last == "keras-reuse tune: error: --layer_reuse=1,two: expected int values"
-    assert not out.exists()
