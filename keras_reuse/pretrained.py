@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from keras_reuse.applications.lrunet import _PLANES, LruNet, convert_reuse_weights
-from keras_reuse.reuse_loop import default_reuse_loop
+from keras_reuse.reuse_loop import resolve_reuse_loop
 
 TORCH_MISSING_MESSAGE = (
     "Reading PyTorch checkpoints needs torch, an optional dependency of "
@@ -289,11 +289,7 @@ def load_lrunet_checkpoint(path: str | os.PathLike, reuse_loop: bool | None = No
             tensors).
     """
     path = os.fspath(path)
-    if reuse_loop is not None and not isinstance(reuse_loop, bool):
-        raise ValueError(
-            "`reuse_loop` must be True, False or None (automatic). "
-            f"Received: reuse_loop={reuse_loop!r}"
-        )
+    looped = resolve_reuse_loop(reuse_loop)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"LruNet checkpoint not found: path={path!r}")
     state = _read_state_dict(path)
@@ -337,9 +333,9 @@ def load_lrunet_checkpoint(path: str | os.PathLike, reuse_loop: bool | None = No
         raise RuntimeError(f"LruNet weights without a checkpoint tensor: {unfilled}")
     for variable, value in values:
         variable.assign(value)
-    if default_reuse_loop() if reuse_loop is None else reuse_loop:
-        looped = LruNet(
+    if looped:
+        target = LruNet(
             **config, classifier_activation=None, name=_model_name(config), reuse_loop=True
         )
-        return convert_reuse_weights(model, looped)
+        return convert_reuse_weights(model, target)
     return model

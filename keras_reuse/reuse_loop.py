@@ -81,6 +81,22 @@ def default_reuse_loop() -> bool:
     return False
 
 
+def resolve_reuse_loop(reuse_loop) -> bool:
+    """A `reuse_loop` argument checked, None replaced by `default_reuse_loop()`.
+
+    Raises:
+        ValueError: naming the value, unless it is True, False or None.
+    """
+    if reuse_loop is None:
+        return default_reuse_loop()
+    if not isinstance(reuse_loop, bool):
+        raise ValueError(
+            "`reuse_loop` must be True, False or None (automatic). "
+            f"Received: reuse_loop={reuse_loop!r}"
+        )
+    return reuse_loop
+
+
 def half_swap_shuffle(x):
     """`ChannelShuffle(2, swap_halves=True)`: out[2j] = x[C/2+j], out[2j+1] = x[j]."""
     low, high = ops.split(x, 2, axis=-1)

@@ -30,7 +30,7 @@ from keras_reuse.layers import (
     GroupedPointwiseConv,
     _conv_kernel_initializer,
 )
-from keras_reuse.reuse_loop import BN_WEIGHTS, LruStage, default_reuse_loop
+from keras_reuse.reuse_loop import BN_WEIGHTS, LruStage, resolve_reuse_loop
 
 _PLANES = (64, 128, 256, 512)
 _HEAD_PLANES = 256
@@ -284,12 +284,7 @@ def LruNet(
         A `keras.Model`.
     """
     _common.check_positive_int("layer_reuse", layer_reuse)
-    if reuse_loop is not None and not isinstance(reuse_loop, bool):
-        raise ValueError(
-            "`reuse_loop` must be True, False or None (automatic). "
-            f"Received: reuse_loop={reuse_loop!r}"
-        )
-    reuse_loop = default_reuse_loop() if reuse_loop is None else reuse_loop
+    reuse_loop = resolve_reuse_loop(reuse_loop)
     if lrunet_presets.is_preset_name(weights):
         saved_looped = False  # the published files are unrolled
     elif isinstance(weights, str) and os.path.isfile(weights):
