@@ -277,7 +277,7 @@ def train_keras(run_dir: str, n: int, seed: int, settings: dict) -> list[dict[st
         model="lrunet",
         dataset=settings["dataset"],
         data_dir=settings["data_dir"],
-        layer_reuse=n,
+        model_args={"layer_reuse": n},
         epochs=settings["epochs"],
         batch_size=settings["batch_size"],
         learning_rate=settings["learning_rate"],

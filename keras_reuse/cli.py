@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import textwrap
 
 _SUBCOMMANDS = {
     "summary": "Build a model and print how it reuses its layers.",
@@ -28,6 +29,17 @@ def _usage() -> str:
     lines = ["usage: keras-reuse SUBCOMMAND [--flags]", "", "subcommands:"]
     lines += [f"  {name:<10} {doc}" for name, doc in _SUBCOMMANDS.items()]
     lines += ["", "`keras-reuse SUBCOMMAND --help` lists a subcommand's flags."]
+    return "\n".join(lines)
+
+
+def _flags_help(program: str, doc: str | None, declared: list) -> str:
+    """`SUBCOMMAND --help`: the module's docstring, then every flag it declared."""
+    lines = [(doc or program).strip(), "", "flags:"]
+    for flag in declared:
+        text = f"--{flag.name}: {flag.help}"
+        if flag.default is not None:
+            text += f" (default: {flag.default_as_str})"
+        lines.append(textwrap.fill(text, 100, initial_indent="  ", subsequent_indent="    "))
     return "\n".join(lines)
 
 
@@ -49,8 +61,15 @@ def run(argv: list[str] | None = None) -> None:
     if name not in _SUBCOMMANDS:
         print(f"keras-reuse: unknown subcommand {name!r}\n\n{_usage()}", file=sys.stderr)
         sys.exit(2)
+    before = set(flags.FLAGS)
     module = importlib.import_module(f"keras_reuse.commands.{name}")
     program = f"keras-reuse {name}"
+    if any(arg in ("-h", "--help", "--helpshort") for arg in argv[2:]):
+        # absl's --help lists the flags of the script's own module only, and
+        # a subcommand's flags are declared in keras_reuse.commands.
+        declared = {id(f): f for n, f in flags.FLAGS._flags().items() if n not in before}
+        print(_flags_help(program, module.__doc__, list(declared.values())))
+        sys.exit(0)
 
     def usage_error(error: Exception) -> None:
         # absl would print the whole help before the message (and exit 1 for

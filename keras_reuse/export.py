@@ -42,6 +42,7 @@ import tensorflow as tf
 from keras_reuse import atomic
 from keras_reuse._graph import graph_nodes
 from keras_reuse.backends import require_tensorflow
+from keras_reuse.checks import check_bool
 from keras_reuse.layers import GroupedPointwiseConv
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8", "int16x8")
@@ -264,11 +265,6 @@ def _export_graph(model: keras.Model, fold_batchnorm: bool) -> keras.Model:
         values = stand_ins[layer.name][1] if layer.name in stand_ins else layer.get_weights()
         graph.get_layer(layer.name).set_weights(values)
     return graph
-
-
-def _check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
 
 
 def _input_shape(model: Any) -> tuple[int, ...]:
@@ -571,8 +567,8 @@ def to_tflite(
             f"`quantization` must be one of {QUANTIZATIONS}. "
             f"Received: quantization={quantization!r}"
         )
-    _check_bool("fold_batchnorm", fold_batchnorm)
-    _check_bool("verify", verify)
+    check_bool("fold_batchnorm", fold_batchnorm)
+    check_bool("verify", verify)
     if quantization in CALIBRATED and representative_data is None:
         raise ValueError(
             f"`quantization={quantization!r}` needs `representative_data` (calibration "

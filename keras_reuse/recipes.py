@@ -1,6 +1,6 @@
 """Named training recipes: one flag for a published configuration or the quick demo.
 
-`keras-reuse train --recipe=NAME` (or `training.TrainConfig(**recipes.values(NAME))`)
+`keras-reuse train --recipe=NAME` (or `TrainConfig.from_values(recipes.values(NAME))`)
 sets every `TrainConfig` field the recipe lists; flags given explicitly
 override them. The table `RECIPES` is the only place the recipes live.
 
@@ -119,11 +119,11 @@ def get(name: Any) -> Recipe:
     """The recipe called `name`.
 
     Raises:
-        keras_reuse.training.ConfigError: for an unknown name, naming
+        keras_reuse.config.ConfigError: for an unknown name, naming
             `--recipe`, the value and the valid names.
     """
     if name not in RECIPES:
-        from keras_reuse.training import ConfigError
+        from keras_reuse.config import ConfigError
 
         raise ConfigError("recipe", name, f"unknown recipe; one of {', '.join(RECIPES)}")
     return RECIPES[name]

@@ -46,8 +46,9 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from keras_reuse import applications, atomic, data, training
+from keras_reuse import atomic, builders, training
 from keras_reuse.callbacks import latest_backup_epoch
+from keras_reuse.config import load_config
 from keras_reuse.summary import reuse_summary
 
 CSV_NAME = "layer_reuse_study.csv"
@@ -82,7 +83,7 @@ EPOCH_COLUMNS = (
     "train_loss",
 )
 # Fields the study sets per run, or that do not change what is trained.
-_PER_RUN_FIELDS = ("output_dir", "layer_reuse", "seed", "resume", "verbose")
+_PER_RUN_FIELDS = ("output_dir", "seed", "resume", "verbose")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,7 +201,10 @@ def _check_seeds(seeds: Any) -> tuple[int, ...]:
 def _run_config(
     base: training.TrainConfig, n: int, seed: int, run_dir: str
 ) -> training.TrainConfig:
-    return dataclasses.replace(base, layer_reuse=n, seed=seed, output_dir=run_dir, resume=True)
+    model_args = {**base.model_args, "layer_reuse": n}
+    return dataclasses.replace(
+        base, model_args=model_args, seed=seed, output_dir=run_dir, resume=True
+    )
 
 
 def read_run_epochs(run_dir: str, n: int, seed: int) -> list[EpochRow]:
@@ -233,15 +237,13 @@ def _finished_results(config: training.TrainConfig) -> dict[str, Any] | None:
     config_path = os.path.join(config.output_dir, "config.json")
     if not os.path.isfile(config_path):
         return None
-    with open(config_path) as f:
-        saved = json.load(f)
-    for field, value in dataclasses.asdict(config).items():
-        if field not in _PER_RUN_FIELDS and saved.get(field) != value:
-            raise training.ConfigError(
-                field,
-                value,
-                f"differs from the run in {config.output_dir} ({field}={saved.get(field)})",
-            )
+    compared = [f.name for f in dataclasses.fields(config) if f.name not in _PER_RUN_FIELDS]
+    differs = config.difference(load_config(config_path), compared)
+    if differs is not None:
+        field, ours, theirs = differs
+        raise training.ConfigError(
+            field, ours, f"differs from the run in {config.output_dir} ({field}={theirs})"
+        )
     results_path = os.path.join(config.output_dir, "results.json")
     if not os.path.isfile(results_path):
         return None
@@ -474,7 +476,7 @@ def describe_budget(
         config.precise_bn_batches
     )
     return (
-        f"LruNet-{config.width_multiplier or 1:g}x on {config.dataset}: "
+        f"LruNet-{config.model_args.get('width_multiplier') or 1:g}x on {config.dataset}: "
         f"{config.epochs} epoch(s) on {num_train:,} training images, batch {config.batch_size}, "
         f"lr {config.learning_rate:g} ({config.schedule}){precise}, {seed_text}; "
         f"accuracy on {num_eval:,} test images"
@@ -545,21 +547,13 @@ def run_study(
     configs = {(n, s): _run_config(config, n, s, run_dirs[n, s]) for n, s in keys}
     for run_config in configs.values():
         training.validate(run_config)
-    try:
-        info = data.info(config.dataset, data_dir=config.data_dir)
-    except ValueError as error:
-        raise training.ConfigError("dataset", config.dataset, str(error)) from error
+    info = builders.dataset_info(config)
     finished = {key: _finished_results(configs[key]) for key in keys}
 
     # The architecture columns come from the graph, before any training.
     depths = {}
     for n in counts:
-        model = applications.create(
-            "lrunet",
-            num_classes=info.num_classes,
-            input_shape=info.input_shape,
-            **configs[n, seed_values[0]].model_kwargs(),
-        )
+        model = builders.build_model(configs[n, seed_values[0]], info)
         depths[n] = unrolled_depth(model)
         del model
 

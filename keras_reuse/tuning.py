@@ -36,6 +36,7 @@ import keras_tuner
 
 from keras_reuse import applications, atomic, data
 from keras_reuse.applications.lrunet import _check_width
+from keras_reuse.checks import check_int, is_int, is_number
 from keras_reuse.compiling import compile_for_training
 
 TUNERS = ("random", "bayesian", "hyperband")
@@ -43,14 +44,6 @@ OBJECTIVE = "val_accuracy"
 
 
 # ------------------------------------------------------- search-space checks ---
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _choices(name: str, value: Any, check) -> tuple:
@@ -71,7 +64,7 @@ def _range(name: str, value: Any, low: float, high: float, high_inclusive: bool)
     values = tuple(value) if isinstance(value, (list, tuple)) else (value, value)
     in_range = (lambda v: low <= v <= high) if high_inclusive else (lambda v: low <= v < high)
     bound = f"[{low}, {high}]" if high_inclusive else f"[{low}, {high})"
-    if len(values) != 2 or not all(_is_number(v) and in_range(v) for v in values):
+    if len(values) != 2 or not all(is_number(v) and in_range(v) for v in values):
         raise ValueError(
             f"`{name}` must be a number or a (min, max) pair in {bound}. Received: {name}={value!r}"
         )
@@ -81,7 +74,7 @@ def _range(name: str, value: Any, low: float, high: float, high_inclusive: bool)
 
 
 def _check_reuse(name: str, v: Any, value: Any) -> None:
-    if not _is_int(v) or v < 1:
+    if not is_int(v) or v < 1:
         raise ValueError(f"`{name}` values must be integers >= 1. Received: {name}={value!r}")
 
 
@@ -93,32 +86,32 @@ def _check_lrunet_width(name: str, v: Any, value: Any) -> None:
 
 
 def _check_depth(name: str, v: Any, value: Any) -> None:
-    if not _is_int(v) or v < 10 or (v - 4) % 6:
+    if not is_int(v) or v < 10 or (v - 4) % 6:
         raise ValueError(
             f"`{name}` values must be of the form 6n + 4 with n >= 1 (10, 16, 22, 28, ...). "
             f"Received: {name}={value!r}"
         )
 
 
-def _check_bool(name: str, v: Any, value: Any) -> None:
+def _check_choice_bool(name: str, v: Any, value: Any) -> None:
     if not isinstance(v, bool):
         raise ValueError(f"`{name}` values must be True or False. Received: {name}={value!r}")
 
 
 def _check_common(num_classes: Any, input_shape: Any, momentum: Any, weight_decay: Any) -> tuple:
-    if not _is_int(num_classes) or num_classes < 1:
+    if not is_int(num_classes) or num_classes < 1:
         raise ValueError(
             f"`num_classes` must be an integer >= 1. Received: num_classes={num_classes!r}"
         )
     shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else None
-    if shape is None or len(shape) != 3 or not all(_is_int(d) and d >= 1 for d in shape):
+    if shape is None or len(shape) != 3 or not all(is_int(d) and d >= 1 for d in shape):
         raise ValueError(
             "`input_shape` must be (height, width, channels) of positive integers. "
             f"Received: input_shape={input_shape!r}"
         )
-    if not _is_number(momentum) or not 0 <= momentum < 1:
+    if not is_number(momentum) or not 0 <= momentum < 1:
         raise ValueError(f"`momentum` must be in [0, 1). Received: momentum={momentum!r}")
-    if not _is_number(weight_decay) or weight_decay < 0:
+    if not is_number(weight_decay) or weight_decay < 0:
         raise ValueError(f"`weight_decay` must be >= 0. Received: weight_decay={weight_decay!r}")
     return shape
 
@@ -160,7 +153,7 @@ class _ReuseHyperModel(keras_tuner.HyperModel):
         tunable: bool,
     ):
         self.input_shape = _check_common(num_classes, input_shape, momentum, weight_decay)
-        if seed is not None and (not _is_int(seed) or seed < 0):
+        if seed is not None and (not is_int(seed) or seed < 0):
             raise ValueError(f"`seed` must be a non-negative integer or None. Received: {seed!r}")
         self.num_classes = num_classes
         self.learning_rate = _range("learning_rate", learning_rate, 1e-6, 10.0, True)
@@ -322,7 +315,7 @@ class ShaResNetHyperModel(_ReuseHyperModel):
         name: str | None = None,
         tunable: bool = True,
     ):
-        self.share = _choices("share", share, _check_bool)
+        self.share = _choices("share", share, _check_choice_bool)
         self.depth = _choices("depth", depth, _check_depth)
         self.width = _choices("width", width, _check_reuse)
         self.dropout = _range("dropout", dropout, 0.0, 1.0, False)
@@ -391,13 +384,6 @@ def space_keys(model: str) -> list[str]:
     fixed = ("self", "num_classes", "input_shape", "seed", "name", "tunable")
     parameters = inspect.signature(HYPERMODELS[model].__init__).parameters
     return [p for p in parameters if p not in fixed]
-
-
-def _check_positive(name: str, value: Any, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
 
 
 def _make_tuner(
@@ -523,12 +509,12 @@ def search(
         )
     if tuner not in TUNERS:
         raise ValueError(f"`tuner` must be one of {', '.join(TUNERS)}. Received: tuner={tuner!r}")
-    _check_positive("max_trials", max_trials)
-    _check_positive("epochs", epochs)
-    _check_positive("batch_size", batch_size)
-    _check_positive("train_examples", train_examples, optional=True)
-    _check_positive("validation_examples", validation_examples)
-    if not _is_int(seed) or seed < 0:
+    check_int("max_trials", max_trials)
+    check_int("epochs", epochs)
+    check_int("batch_size", batch_size)
+    check_int("train_examples", train_examples, optional=True)
+    check_int("validation_examples", validation_examples)
+    if not is_int(seed) or seed < 0:
         raise ValueError(f"`seed` must be a non-negative integer. Received: seed={seed!r}")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ValueError(f"`output_dir` exists and is not a directory. Received: {output_dir!r}")

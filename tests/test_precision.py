@@ -55,8 +55,8 @@ def test_lrunet1_fits_under_mixed_precision_with_float32_predictions(policy):
 
 
 def test_training_wraps_float16_in_a_loss_scale_optimizer(tmp_path):
-    config = training.TrainConfig(
-        output_dir=str(tmp_path / "fp16"), mixed_precision="mixed_float16", **QUICK
+    config = training.TrainConfig.from_values(
+        dict(QUICK, output_dir=str(tmp_path / "fp16"), mixed_precision="mixed_float16")
     )
     results = training.train(config)
     assert results["mixed_precision"] == "mixed_float16"

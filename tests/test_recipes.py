@@ -1,6 +1,5 @@
 """Named recipes: their flags, overrides, bad names, and the quick recipe learning (smaller)."""
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -18,18 +17,20 @@ PUBLISHED = {
     p.name: (p.dataset, p.layer_reuse, p.width_multiplier, round(p.paper_accuracy / 100, 6))
     for p in PRESETS.values()
 }
-FIELDS = [f.name for f in dataclasses.fields(training.TrainConfig) if f.name != "verbose"]
 
 
 def parse(*argv):
-    """The train command's recipe and model flags, parsed; -> TrainConfig."""
+    """The train command's generated flags, parsed; -> TrainConfig."""
     values = flags.FlagValues()
-    model_flags.define_named_recipe_flag(values)
-    model_flags.define_model_flags(values)
-    model_flags.define_recipe_flags(epochs=300, flag_values=values)
+    model_flags.define_config_file_flag(values)
+    names = [*model_flags.define_config_flags(values), *model_flags.define_model_flags(values)]
     values(["keras-reuse train", *argv])
-    names = [n for n in FIELDS if n in values]
-    return training.TrainConfig(**model_flags.config_values(values, names))
+    return model_flags.config_from_flags(values, names)
+
+
+def flat(config):
+    """The config's fields and model arguments side by side, as the flags name them."""
+    return {**config.to_dict(), **config.model_args}
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
@@ -55,7 +56,7 @@ def test_a_published_recipe_sets_the_papers_configuration(name):
         max_eval_examples=None,
         steps_per_epoch=None,
     )
-    assert {k: getattr(config, k) for k in expected} == expected
+    assert {k: flat(config)[k] for k in expected} == expected
     training.validate(config)
     comparison = recipes.paper_comparison(name, 0.9)
     assert comparison["paper_recipe"] == name
@@ -65,16 +66,16 @@ def test_a_published_recipe_sets_the_papers_configuration(name):
 
 def test_explicit_flags_override_the_recipe_and_the_rest_stays():
     config = parse("--recipe=lrunet14_cifar10", "--epochs=3", "--layer_reuse=2", "--batch_size=32")
-    assert (config.epochs, config.layer_reuse, config.batch_size) == (3, 2, 32)
+    assert (config.epochs, config.model_args["layer_reuse"], config.batch_size) == (3, 2, 32)
     assert (config.dataset, config.learning_rate, config.schedule) == ("cifar10", 0.1, "step")
     # Without --recipe the flags' own defaults are the paper's recipe too.
     plain = parse()
-    assert plain.recipe is None and plain.epochs == 300 and plain.layer_reuse is None
+    assert plain.recipe is None and plain.epochs == 300 and plain.model_args == {}
 
 
 def test_the_quick_recipe():
     config = parse("--recipe=quick")
-    assert (config.layer_reuse, config.epochs, config.batch_size) == (1, 1, 64)
+    assert (config.model_args["layer_reuse"], config.epochs, config.batch_size) == (1, 1, 64)
     assert (config.schedule, config.warmup_epochs, config.precise_bn_batches) == ("cosine", 0.1, 30)
     assert config.max_train_examples == 36_000 and config.max_eval_examples is None
     training.validate(config)
@@ -109,7 +110,7 @@ def test_bad_recipe_fields_fail_before_writing(tmp_path, change, message):
     config = training.TrainConfig(output_dir=str(out), epochs=2, **change)
     with pytest.raises(training.ConfigError) as raised:
         training.train(config)
-    assert message in str(raised.value)
+    assert message in raised.value.flag_message()
     assert not out.exists()
 
 
@@ -138,7 +139,7 @@ def test_cli_quick_recipe_at_a_smaller_size_learns_and_states_the_papers_number(
     assert results["config"]["recipe"] == "quick"
     assert results["config"]["max_train_examples"] == 2048  # the flag won
     assert results["config"]["precise_bn_batches"] == 8
-    assert results["config"]["layer_reuse"] == 1  # the recipe's
+    assert results["config"]["model_args"]["layer_reuse"] == 1  # the recipe's
     assert results["paper_recipe"] == "lrunet1_fashion_mnist"
     published = PRESETS["lrunet1_fashion_mnist"].paper_accuracy
     assert results["paper_test_accuracy"] == pytest.approx(published / 100)

@@ -170,9 +170,9 @@ def test_kills_at_the_dangerous_instants_leave_nothing_partial_and_resume_finish
     # Without --resume the killed run's directory is refused, and left alone.
     before = sorted(os.listdir(out))
     config = training.TrainConfig(
-        output_dir=out, model="lrunet", layer_reuse=1, epochs=EPOCHS, verbose=0
+        output_dir=out, model="lrunet", model_args={"layer_reuse": 1}, epochs=EPOCHS, verbose=0
     )
-    with pytest.raises(training.ConfigError, match=r"--output_dir=.*pass --resume"):
+    with pytest.raises(training.ConfigError, match=r"output_dir=.*pass --resume"):
         training.train(config)
     assert sorted(os.listdir(out)) == before
     # The resumed run redoes epoch 2; its backup is complete, not yet published.

@@ -133,7 +133,7 @@ def test_cli_study_with_seeds_per_epoch_rows_plots_and_resume_after_a_kill(tmp_p
     # Without --resume the directory is refused; with it, another budget is too.
     with pytest.raises(training.ConfigError, match="already holds a study"):
         study.run_study((1, 2), out, config, seeds=(0, 1))
-    with pytest.raises(training.ConfigError, match=r"--learning_rate=0.05: differs from the run"):
+    with pytest.raises(training.ConfigError, match=r"learning_rate=0.05: differs from the run"):
         study.run_study(
             (1, 2), out, dataclasses.replace(config, learning_rate=0.05), resume=True, seeds=(0, 1)
         )
@@ -145,13 +145,13 @@ def test_cli_study_with_seeds_per_epoch_rows_plots_and_resume_after_a_kill(tmp_p
         ((), {}, ValueError, "Received: reuse=()"),
         ((2, 2), {}, ValueError, "must not repeat a reuse count"),
         ((1, "4"), {}, ValueError, "Received: reuse=(1, '4')"),
-        ((1,), {"model": "sharesnet164"}, training.ConfigError, "--model=sharesnet164"),
-        ((1,), {"batch_size": 0}, training.ConfigError, "--batch_size=0: must be an integer"),
-        ((1,), {"epochs": 0}, training.ConfigError, "--epochs=0: must be an integer >= 1"),
+        ((1,), {"model": "sharesnet164"}, training.ConfigError, "model='sharesnet164'"),
+        ((1,), {"batch_size": 0}, training.ConfigError, "batch_size=0: must be an integer"),
+        ((1,), {"epochs": 0}, training.ConfigError, "epochs=0: must be an integer >= 1"),
         ((1,), {"dataset": "fashion_mnistt"}, training.ConfigError, "Did you mean"),
         ((1,), {"seeds": ()}, ValueError, "Received: seeds=()"),
         ((1,), {"seeds": (0, 0)}, ValueError, "must not repeat a seed"),
-        ((1,), {"precise_bn_batches": -2}, training.ConfigError, "--precise_bn_batches=-2"),
+        ((1,), {"precise_bn_batches": -2}, training.ConfigError, "precise_bn_batches=-2"),
     ],
 )
 def test_bad_study_arguments_fail_before_writing(tmp_path, reuse, change, error, message):

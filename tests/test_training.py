@@ -54,7 +54,7 @@ def read_csv_epochs(path):
 
 def test_train_writes_model_results_logs_and_metrics(tmp_path):
     out = str(tmp_path / "run")
-    results = training.train(training.TrainConfig(output_dir=out, **QUICK))
+    results = training.train(training.TrainConfig.from_values(dict(QUICK, output_dir=out)))
 
     for name in ("model.keras", "results.json", "metrics.csv", "config.json"):
         assert os.path.isfile(os.path.join(out, name)), name
@@ -81,7 +81,7 @@ def test_train_writes_model_results_logs_and_metrics(tmp_path):
 
 def test_input_channels_and_classes_come_from_the_dataset(tmp_path):
     results = training.train(
-        training.TrainConfig(output_dir=str(tmp_path / "r"), **{**QUICK, "epochs": 1})
+        training.TrainConfig.from_values({**QUICK, "output_dir": str(tmp_path / "r"), "epochs": 1})
     )
     model = keras.models.load_model(results["model_path"])
     assert tuple(model.input_shape) == (None, 28, 28, 1)
@@ -108,8 +108,8 @@ def test_the_step_schedule_divides_by_ten_at_two_thirds_and_five_sixths():
 
 
 def test_mixed_bfloat16_trains_with_a_float32_output(tmp_path):
-    config = training.TrainConfig(
-        output_dir=str(tmp_path / "bf16"), mixed_precision="mixed_bfloat16", **QUICK
+    config = training.TrainConfig.from_values(
+        dict(QUICK, output_dir=str(tmp_path / "bf16"), mixed_precision="mixed_bfloat16")
     )
     results = training.train(config)
     assert results["mixed_precision"] == "mixed_bfloat16"
@@ -124,12 +124,14 @@ def test_mixed_bfloat16_trains_with_a_float32_output(tmp_path):
 
 def test_resume_with_another_network_is_refused(tmp_path):
     out = str(tmp_path / "run")
-    training.train(training.TrainConfig(output_dir=out, **{**QUICK, "epochs": 1}))
+    training.train(training.TrainConfig.from_values({**QUICK, "output_dir": out, "epochs": 1}))
     before = sorted(os.listdir(out))
     with open(os.path.join(out, "config.json")) as f:
         config_before = f.read()
-    changed = training.TrainConfig(output_dir=out, resume=True, **{**QUICK, "layer_reuse": 2})
-    with pytest.raises(training.ConfigError, match=r"--layer_reuse=2: differs .*layer_reuse=1"):
+    changed = training.TrainConfig.from_values(
+        {**QUICK, "output_dir": out, "resume": True, "layer_reuse": 2}
+    )
+    with pytest.raises(training.ConfigError, match=r"layer_reuse=2: differs .*layer_reuse=1"):
         training.train(changed)
     assert sorted(os.listdir(out)) == before
     with open(os.path.join(out, "config.json")) as f:
@@ -209,24 +211,26 @@ def test_multi_worker_strategy_two_processes_agree_on_the_weights(tmp_path):
 # ------------------------------------------------------------- Bad input --
 
 BAD_CONFIGS = [
-    (dict(model="resnet9"), r"--model=resnet9: unknown model; one of lrunet"),
-    (dict(dataset="no_such_dataset"), r"--dataset=no_such_dataset"),
-    (dict(layer_reuse=0), r"--layer_reuse=0: must be an integer >= 1"),
-    (dict(epochs=0), r"--epochs=0: must be an integer >= 1"),
-    (dict(batch_size=0), r"--batch_size=0"),
-    (dict(learning_rate=0.0), r"--learning_rate=0.0"),
-    (dict(schedule="linear"), r"--schedule=linear"),
-    (dict(mixed_precision="fp8"), r"--mixed_precision=fp8"),
-    (dict(strategy="tpu"), r"--strategy=tpu"),
-    (dict(model="sharesnet164", layer_reuse=2), r"--layer_reuse=2: does not apply"),
-    (dict(model="sharesnet18", layer_reuse=None), r"--model=sharesnet18: .*at least 32x32"),
+    (dict(model="resnet9"), r"model='resnet9': unknown model; one of lrunet"),
+    (dict(dataset="no_such_dataset"), r"dataset='no_such_dataset'"),
+    (dict(layer_reuse=0), r"layer_reuse=0: must be an integer >= 1"),
+    (dict(layer_reuse="2"), r"layer_reuse='2': must be an integer"),
+    (dict(layer_reuse=1, model_args={"layers": 3}), r"layers=3: does not apply to --model=lrunet"),
+    (dict(epochs=0), r"epochs=0: must be an integer >= 1"),
+    (dict(batch_size=0), r"batch_size=0"),
+    (dict(learning_rate=0.0), r"learning_rate=0.0"),
+    (dict(schedule="linear"), r"schedule='linear'"),
+    (dict(mixed_precision="fp8"), r"mixed_precision='fp8'"),
+    (dict(strategy="tpu"), r"strategy='tpu'"),
+    (dict(model="sharesnet164", layer_reuse=2), r"layer_reuse=2: does not apply"),
+    (dict(model="sharesnet18", layer_reuse=None), r"model='sharesnet18': .*at least 32x32"),
 ]
 
 
 @pytest.mark.parametrize("change, message", BAD_CONFIGS)
 def test_bad_config_fails_before_writing(tmp_path, change, message):
     out = tmp_path / "never"
-    config = training.TrainConfig(output_dir=str(out), **{**QUICK, **change})
+    config = training.TrainConfig.from_values({**QUICK, "output_dir": str(out), **change})
     with pytest.raises(training.ConfigError, match=message):
         training.train(config)
     assert not out.exists()
@@ -235,7 +239,7 @@ def test_bad_config_fails_before_writing(tmp_path, change, message):
 def test_output_dir_that_is_a_file(tmp_path):
     path = tmp_path / "a_file"
     path.write_text("keep me")
-    config = training.TrainConfig(output_dir=str(path), **QUICK)
-    with pytest.raises(training.ConfigError, match=r"--output_dir=.*a_file: exists and is not"):
+    config = training.TrainConfig.from_values(dict(QUICK, output_dir=str(path)))
+    with pytest.raises(training.ConfigError, match=r"output_dir=.*a_file': exists and is not"):
         training.train(config)
     assert path.read_text() == "keep me"

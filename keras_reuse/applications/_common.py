@@ -15,6 +15,10 @@ from typing import Any
 
 import keras
 
+from keras_reuse.checks import check_bool, check_positive_int, check_rate
+
+__all__ = ["LayerTypes", "check_bool", "check_positive_int", "check_rate", "check_top_arguments"]
+
 _POOLING = (None, "avg", "max")
 
 
@@ -36,26 +40,6 @@ class LayerTypes:
     norm: Callable[..., Any]
     pointwise: Callable[..., Any]
     shuffle: Callable[..., Any]
-
-
-def check_positive_int(name: str, value: Any) -> None:
-    """Raises ValueError unless `value` is an int >= 1 (bools excluded)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
-
-
-def check_rate(name: str, value: Any) -> None:
-    """Raises ValueError unless `value` is a float in [0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"`{name}` must be a number in [0, 1). Received: {name}={value!r}")
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"`{name}` must be in [0, 1). Received: {name}={value!r}")
-
-
-def check_bool(name: str, value: Any) -> None:
-    """Raises ValueError unless `value` is a bool."""
-    if not isinstance(value, bool):
-        raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
 
 
 def check_top_arguments(

@@ -34,16 +34,8 @@ _QUANTIZATION = {
 _CALIBRATED = ("int8", "int16x8")
 
 flags.DEFINE_enum("quantization", "none", list(_QUANTIZATION), "Weight/activation quantization.")
-# `train` declares --dataset and --data_dir too; when both modules share a
-# process (tests), each flag is one and the same, so only `present` counts.
-if "dataset" not in FLAGS:
-    flags.DEFINE_string(
-        "dataset", None, "TFDS dataset for calibration and verification.", allow_override=True
-    )
-if "data_dir" not in FLAGS:
-    flags.DEFINE_string(
-        "data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).", allow_override=True
-    )
+flags.DEFINE_string("dataset", None, "TFDS dataset for calibration and verification.")
+flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).")
 flags.DEFINE_integer(
     "num_calibration", 500, "int8, int16x8: calibrate on this many training images."
 )

@@ -1,156 +1,162 @@
-"""absl flags shared by the subcommands that build and train a model.
+"""absl flags generated from the run specification, for `train`, `study` and `tune`.
 
-`define_model_flags()` declares the architecture flags and
-`model_kwargs(FLAGS, constructor)` turns the ones a constructor accepts into
-its keyword arguments; `define_recipe_flags()` declares the data and
-training-recipe flags that are `TrainConfig` fields of the same name;
-`define_named_recipe_flag()` declares `--recipe` and `config_values()` reads
-the flags with a named recipe's values under the ones given explicitly.
+`define_config_flags()` declares one flag per `TrainConfig` field (type,
+default and help from the field), `define_model_flags()` one per keyword
+argument of the registered constructors (`keras_reuse.config.model_arguments`),
+so a new field or constructor keyword is a new flag with no edit here.
+`config_from_flags()` reads them back into a `TrainConfig`: the flags'
+defaults, under a `--config` file's values, under `--recipe`'s, under the
+flags given explicitly.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Sequence
+import dataclasses
+import typing
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from absl import flags
 
+from keras_reuse import config as spec
 from keras_reuse.applications import list_models
 
-# Flag name -> constructor keyword it feeds.
-_MODEL_FLAGS = ("layer_reuse", "width_multiplier", "dropout", "share", "depth", "width")
+_DEFINE = {
+    bool: flags.DEFINE_boolean,
+    int: flags.DEFINE_integer,
+    float: flags.DEFINE_float,
+    str: flags.DEFINE_string,
+}
 
 
-def define_model_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """Declares --model and the architecture flags."""
-    # A string, not an enum: a bad name is reported by the subcommand as a
-    # one-line usage error (exit code 2) instead of absl's parse failure.
-    flags.DEFINE_string(
-        "model",
-        "lrunet",
-        f"Model name, one of: {', '.join(list_models())}.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_integer(
-        "layer_reuse",
-        None,
-        "LruNet: reuses per stage (default: the model's).",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_float(
-        "width_multiplier", None, "LruNet: width multiplier.", flag_values=flag_values
-    )
-    flags.DEFINE_float("dropout", None, "Dropout rate of the model.", flag_values=flag_values)
-    flags.DEFINE_boolean(
-        "share",
-        None,
-        "ShaResNets: share 3x3 convs (--noshare: plain ResNet).",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_integer("depth", None, "Wide ShaResNet: depth (6n+4).", flag_values=flag_values)
-    flags.DEFINE_integer("width", None, "Wide ShaResNet: width factor.", flag_values=flag_values)
+def _extra_help(name: str) -> str:
+    """What a field's help gains on the command line: the values it takes."""
+    if name == "model":
+        return f" One of: {', '.join(list_models())}."
+    if name == "recipe":
+        from keras_reuse.recipes import RECIPES
+
+        return (
+            " Flags given explicitly override its values. One of: "
+            + "; ".join(f"{r.name} ({r.description})" for r in RECIPES.values())
+            + "."
+        )
+    return ""
 
 
-def model_kwargs(flag_values: flags.FlagValues, constructor: Callable) -> dict[str, Any]:
-    """Returns the set architecture flags as `constructor` keyword arguments.
-
-    Raises:
-        flags.ValidationError: if a flag is set that the model does not take.
-    """
-    accepted = inspect.signature(constructor).parameters
-    kwargs = {}
-    for name in _MODEL_FLAGS:
-        value = flag_values[name].value
-        if value is None:
-            continue
-        if name not in accepted:
-            raise flags.ValidationError(
-                f"--{name}={value} does not apply to --model={flag_values.model}"
-            )
-        kwargs[name] = value
-    return kwargs
+def config_flag_fields() -> list[dataclasses.Field]:
+    """The `TrainConfig` fields that are flags (all but `model_args` and `verbose`)."""
+    return [f for f in dataclasses.fields(spec.TrainConfig) if f.metadata.get("flag", True)]
 
 
-def define_recipe_flags(epochs: int, flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """Declares the dataset and training-recipe flags, the papers' recipe as defaults.
+def define_config_flags(
+    flag_values: flags.FlagValues = flags.FLAGS,
+    only: Iterable[str] | None = None,
+    exclude: Iterable[str] = (),
+    defaults: Mapping[str, Any] | None = None,
+    helps: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Declares a flag for each `TrainConfig` field.
 
     Args:
-        epochs: Default of --epochs.
         flag_values: Where to declare them.
+        only: Declare these fields only (default: every flag field).
+        exclude: Fields not to declare.
+        defaults: Field -> a default other than the field's.
+        helps: Field -> a help text other than the field's.
+
+    Returns:
+        The names declared.
     """
-
-    def define(kind: Callable, name: str, default: Any, help_text: str) -> None:
-        kind(name, default, help_text, flag_values=flag_values)
-
-    define(flags.DEFINE_string, "dataset", "fashion_mnist", "TFDS image-classification dataset.")
-    define(flags.DEFINE_string, "data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).")
-    define(flags.DEFINE_integer, "epochs", epochs, "Epochs (the LruNet paper: 300).")
-    define(flags.DEFINE_integer, "batch_size", 256, "Global batch size.")
-    define(flags.DEFINE_float, "learning_rate", 0.1, "Base learning rate.")
-    define(flags.DEFINE_float, "weight_decay", 5e-4, "L2 added to the gradient (PyTorch's).")
-    define(flags.DEFINE_float, "momentum", 0.9, "SGD momentum.")
-    define(
-        flags.DEFINE_string,
-        "schedule",
-        "step",
-        "step (/10 at 2/3 and 5/6 of the epochs), cosine or constant.",
-    )
-    define(
-        flags.DEFINE_string,
-        "mixed_precision",
-        "float32",
-        "auto, float32, mixed_float16 or mixed_bfloat16.",
-    )
-    define(
-        flags.DEFINE_float,
-        "warmup_epochs",
-        0.0,
-        "Linear learning-rate warm-up from 0 over this many epochs (with --schedule=cosine).",
-    )
-    define(
-        flags.DEFINE_integer,
-        "precise_bn_batches",
-        0,
-        "Before every evaluation, set BatchNorm statistics to their population values "
-        "over this many training batches (precise BN; 0: off).",
-    )
-    define(flags.DEFINE_integer, "steps_per_epoch", None, "Steps per epoch (default: one pass).")
-    define(flags.DEFINE_integer, "max_train_examples", None, "Train on the first N examples only.")
-    define(
-        flags.DEFINE_integer,
-        "max_eval_examples",
-        None,
-        "Evaluate on the first N test examples only.",
-    )
+    hints = typing.get_type_hints(spec.TrainConfig)
+    defaults, helps = dict(defaults or {}), dict(helps or {})
+    wanted = None if only is None else set(only)
+    declared = []
+    for field in config_flag_fields():
+        name = field.name
+        if name in exclude or (wanted is not None and name not in wanted):
+            continue
+        help_text = helps.get(name, field.metadata["help"] + _extra_help(name))
+        kind = spec.flag_kind(hints[name])
+        _DEFINE[kind](name, defaults.get(name, field.default), help_text, flag_values=flag_values)
+        declared.append(name)
+    return declared
 
 
-def define_named_recipe_flag(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """Declares --recipe (`keras_reuse.recipes`); a string, checked by the subcommand."""
-    from keras_reuse.recipes import RECIPES
+def define_model_flags(
+    flag_values: flags.FlagValues = flags.FLAGS,
+    models: Iterable[str] | None = None,
+    exclude: Iterable[str] = (),
+) -> list[str]:
+    """Declares a flag for each keyword argument of the registered constructors.
 
+    Every flag defaults to None, which leaves the model's own default.
+
+    Args:
+        flag_values: Where to declare them.
+        models: The registered models whose arguments to declare (default: all).
+        exclude: Arguments not to declare.
+
+    Returns:
+        The names declared.
+    """
+    declared = []
+    for name, argument in spec.model_arguments(models).items():
+        if name in exclude:
+            continue
+        help_text = f"{', '.join(argument.models)}: {argument.help} Default: the model's."
+        _DEFINE[argument.kind](name, None, help_text, flag_values=flag_values)
+        declared.append(name)
+    return declared
+
+
+def define_config_file_flag(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Declares --config: a saved spec (a run's config.json or results.json)."""
     flags.DEFINE_string(
-        "recipe",
+        "config",
         None,
-        "Named recipe; flags given explicitly override its values. One of: "
-        + "; ".join(f"{r.name} ({r.description})" for r in RECIPES.values())
-        + ".",
+        "A run's config.json (or results.json) to start from; --recipe and the flags "
+        "given explicitly override its values.",
         flag_values=flag_values,
     )
 
 
-def config_values(flag_values: flags.FlagValues, names: Sequence[str]) -> dict[str, Any]:
-    """The values of flags `names`, with --recipe's values where a flag was not given.
+def config_from_flags(
+    flag_values: flags.FlagValues, names: Iterable[str], **fixed: Any
+) -> spec.TrainConfig:
+    """The `TrainConfig` that flags `names` (config fields and model arguments) say.
+
+    Layers, lowest first: the flags' defaults; the `--config` file's values
+    (if that flag is declared and set); `--recipe`'s values (if given on the
+    command line); the flags given explicitly. Model-argument flags left at
+    None are left out (the model's own default).
+
+    Args:
+        flag_values: The parsed flags.
+        names: The flags to read.
+        **fixed: Fields the command sets itself, over everything else.
+
+    Returns:
+        The config, not yet validated.
 
     Raises:
-        keras_reuse.training.ConfigError: for an unknown --recipe.
+        keras_reuse.config.ConfigError: for an unreadable --config file, an
+            unknown --recipe, or a name that is not a field nor a model argument.
     """
-    values = {name: flag_values[name].value for name in names}
-    recipe = values.get("recipe")
-    if recipe is not None:
+    names = list(names)
+    model_args = spec.model_arguments()
+    values = {
+        n: flag_values[n].value
+        for n in names
+        if not (n in model_args and flag_values[n].value is None)
+    }
+    if "config" in flag_values and flag_values["config"].value is not None:
+        saved = spec.load_config(flag_values["config"].value).to_dict()
+        values.update({k: v for k, v in saved.items() if k != "model_args"})
+        values.update(saved["model_args"])
+    if "recipe" in flag_values and flag_values["recipe"].present:
         from keras_reuse import recipes
 
-        for name, value in recipes.values(recipe).items():
-            if name in values and not flag_values[name].present:
-                values[name] = value
-    return values
+        values.update(recipes.values(flag_values["recipe"].value))
+    values.update({n: flag_values[n].value for n in names if flag_values[n].present})
+    return spec.TrainConfig.from_values({**values, **fixed})

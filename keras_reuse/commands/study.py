@@ -18,38 +18,29 @@ import sys
 
 from absl import flags
 
-from keras_reuse.commands.model_flags import define_recipe_flags
+from keras_reuse.commands.model_flags import (
+    config_from_flags,
+    define_config_file_flag,
+    define_config_flags,
+    define_model_flags,
+)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("reuse", ["1", "2", "4", "8", "10"], "Reuse counts N to train, e.g. 1,2,4,8,10.")
 flags.DEFINE_string("output_dir", "runs/layer_reuse_study", "Where runs, CSV and plots go.")
 flags.DEFINE_boolean("resume", False, "Continue the study in --output_dir.")
-define_recipe_flags(epochs=10)
-flags.DEFINE_float("width_multiplier", None, "LruNet width multiplier (default 1).")
-flags.DEFINE_float("dropout", None, "Dropout before the classifier (default 0.5).")
 flags.DEFINE_list("seeds", ["0"], "Seeds to train every N with, e.g. 0,1.")
 flags.DEFINE_integer("verbose", 2, "Keras fit verbosity: 0, 1 (progress bar) or 2 (per epoch).")
-
-# Flags that are `TrainConfig` fields of the same name.
-_CONFIG_FLAGS = (
-    "dataset",
-    "data_dir",
-    "epochs",
-    "batch_size",
-    "learning_rate",
-    "weight_decay",
-    "momentum",
-    "schedule",
-    "width_multiplier",
-    "dropout",
-    "mixed_precision",
-    "steps_per_epoch",
-    "max_train_examples",
-    "max_eval_examples",
-    "warmup_epochs",
-    "precise_bn_batches",
-    "verbose",
-)
+define_config_file_flag()
+# The budget: every TrainConfig field the study does not set per run, and
+# LruNet's arguments but the reuse count.
+_NAMES = [
+    *define_config_flags(
+        exclude=("model", "output_dir", "resume", "seed", "recipe", "strategy", "export_tflite"),
+        defaults={"epochs": 10},
+    ),
+    *define_model_flags(models=["lrunet"], exclude=("layer_reuse",)),
+]
 
 
 def _fail(message: str) -> None:
@@ -82,10 +73,8 @@ def main(argv: list[str]) -> None:
 
     from keras_reuse import study, training
 
-    config = training.TrainConfig(
-        model="lrunet", seed=seeds[0], **{name: FLAGS[name].value for name in _CONFIG_FLAGS}
-    )
     try:
+        config = config_from_flags(FLAGS, _NAMES, seed=seeds[0], verbose=FLAGS.verbose)
         result = study.run_study(
             reuse,
             FLAGS.output_dir,
@@ -95,7 +84,7 @@ def main(argv: list[str]) -> None:
             progress=lambda line: print(f"study {line}", flush=True),
         )
     except training.ConfigError as error:
-        _fail(str(error))
+        _fail(error.flag_message())
     print(study.format_table(result.rows))
     print(study.format_summary(result.rows))
     print(f"table: {result.csv_path}")

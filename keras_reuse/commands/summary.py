@@ -5,11 +5,13 @@ from __future__ import annotations
 from absl import app, flags
 
 from keras_reuse.applications import get
-from keras_reuse.commands.model_flags import define_model_flags, model_kwargs
+from keras_reuse.commands.model_flags import define_config_flags, define_model_flags
+from keras_reuse.config import ConfigError, check_model_args
 from keras_reuse.summary import reuse_summary
 
 FLAGS = flags.FLAGS
-define_model_flags()
+define_config_flags(only=("model",))
+_MODEL_ARGS = define_model_flags()
 flags.DEFINE_integer("num_classes", None, "Number of classes (default: the model's).")
 flags.DEFINE_list(
     "input_shape", None, "Input shape as height,width,channels (default: the model's)."
@@ -23,10 +25,11 @@ def main(argv: list[str]) -> None:
         constructor = get(FLAGS.model)
     except ValueError as error:
         raise app.UsageError(f"--model={FLAGS.model}: {error}") from error
+    kwargs = {n: FLAGS[n].value for n in _MODEL_ARGS if FLAGS[n].value is not None}
     try:
-        kwargs = model_kwargs(FLAGS, constructor)
-    except flags.ValidationError as error:
-        raise app.UsageError(str(error)) from error
+        check_model_args(FLAGS.model, kwargs)
+    except ConfigError as error:
+        raise app.UsageError(error.flag_message()) from error
     if FLAGS.num_classes is not None:
         kwargs["num_classes"] = FLAGS.num_classes
     if FLAGS.input_shape is not None:

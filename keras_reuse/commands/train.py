@@ -1,36 +1,34 @@
 """`keras-reuse train`: absl flags -> `TrainConfig` -> `keras_reuse.training.train`.
 
+The flags are generated from `TrainConfig`'s fields and the registered
+models' keyword arguments (`keras_reuse.commands.model_flags`);
+`--config=run/config.json` starts from a saved run's spec.
+
 Bad flags end the program with a one-line error naming the flag and exit
 code 2, before anything is written.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 
 from absl import flags
 
 from keras_reuse.commands.model_flags import (
-    config_values,
+    config_from_flags,
+    define_config_file_flag,
+    define_config_flags,
     define_model_flags,
-    define_named_recipe_flag,
-    define_recipe_flags,
 )
 
 FLAGS = flags.FLAGS
-define_named_recipe_flag()
-define_model_flags()
-define_recipe_flags(epochs=300)
-flags.DEFINE_string("strategy", "default", "default, mirrored or multi_worker (uses TF_CONFIG).")
+define_config_file_flag()
+# One flag per TrainConfig field and per keyword of a registered model.
+_NAMES = [*define_config_flags(), *define_model_flags()]
 flags.DEFINE_integer(
     "cpu_devices", 1, "Split the CPU into this many logical devices (mirrored on a CPU)."
 )
-flags.DEFINE_string("output_dir", "runs/default", "Where the model, logs and results go.")
-flags.DEFINE_boolean("resume", False, "Continue the run in --output_dir from its last epoch.")
-flags.DEFINE_boolean("export_tflite", False, "Also export model.tflite.")
-flags.DEFINE_integer("seed", 0, "Random seed (weights, shuffling, augmentation).")
 
 
 def _fail(message: str) -> None:
@@ -48,13 +46,10 @@ def main(argv: list[str]) -> None:
 
     if FLAGS.cpu_devices > 1:
         distribute.split_cpu(FLAGS.cpu_devices)
-    # Every TrainConfig field but `verbose` is a flag of the same name.
-    fields = [f.name for f in dataclasses.fields(training.TrainConfig) if f.name != "verbose"]
     try:
-        config = training.TrainConfig(**config_values(FLAGS, fields))
-        results = training.train(config)
+        results = training.train(config_from_flags(FLAGS, _NAMES))
     except training.ConfigError as error:
-        _fail(str(error))
+        _fail(error.flag_message())
     except OSError as error:  # a write the OS refused (full disk, read-only)
         print(f"keras-reuse train: error: {error}", file=sys.stderr)
         sys.exit(1)

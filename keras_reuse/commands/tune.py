@@ -15,43 +15,62 @@ from __future__ import annotations
 import json
 import re
 import sys
+import typing
 
 from absl import flags
 
+from keras_reuse.commands.model_flags import define_config_flags
+from keras_reuse.config import docstring_args, flag_kind
+from keras_reuse.tuning import HYPERMODELS, space_keys
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "lrunet", "What to tune: lrunet or sharesnet (Wide ShaResNet).")
-flags.DEFINE_string("dataset", "fashion_mnist", "TFDS image-classification dataset name.")
-flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).")
+# The fields a trial shares with `keras-reuse train`, from its spec.
+define_config_flags(
+    only=("dataset", "data_dir", "epochs", "batch_size", "seed"),
+    defaults={"epochs": 10},
+    helps={
+        "epochs": "Epochs per trial (hyperband: at most).",
+        "seed": "Seed of the tuner, the data order and the weights.",
+    },
+)
 flags.DEFINE_string("tuner", "random", "random, bayesian or hyperband.")
 flags.DEFINE_integer("max_trials", 10, "Trials to run (not hyperband).")
-flags.DEFINE_integer("epochs", 10, "Epochs per trial (hyperband: at most).")
-flags.DEFINE_integer("batch_size", 256, "Batch size.")
 flags.DEFINE_integer("train_examples", None, "Training examples (default: all but validation).")
 flags.DEFINE_integer(
     "validation_examples", 5000, "Examples held out of the train split to score trials."
 )
 flags.DEFINE_string("output_dir", "runs/tune", "Where best.json, trials.csv and tuner/ go.")
 flags.DEFINE_boolean("overwrite", False, "Start afresh instead of continuing a search.")
-flags.DEFINE_integer("seed", 0, "Seed of the tuner, the data order and the weights.")
 flags.DEFINE_integer("verbose", 1, "0: quiet, 1: progress, 2: one line per epoch.")
-# Search space.
-flags.DEFINE_list("layer_reuse", None, "lrunet: reuse counts to search, e.g. 1,2,4,8.")
-flags.DEFINE_list("width_multiplier", None, "lrunet: width multipliers, e.g. 0.5,1.")
-flags.DEFINE_list("share", None, "sharesnet: true, false or true,false.")
-flags.DEFINE_list("depth", None, "sharesnet: depths (6n+4), e.g. 10,16,22.")
-flags.DEFINE_list("width", None, "sharesnet: width factors, e.g. 1,2.")
-flags.DEFINE_list("dropout", None, "Dropout: a value or min,max.")
-flags.DEFINE_list("learning_rate", None, "Learning rate: a value or min,max (log-uniform).")
 
-_SPACE = {
-    "layer_reuse": int,
-    "width_multiplier": float,
-    "share": "bool",
-    "depth": int,
-    "width": int,
-    "dropout": float,
-    "learning_rate": float,
-}
+
+def _space_kinds() -> dict[str, type]:
+    """Search argument -> kind, from the HyperModels' signatures (momentum and L2 are fixed)."""
+    kinds: dict[str, type] = {}
+    for model, hypermodel in HYPERMODELS.items():
+        hints = typing.get_type_hints(hypermodel.__init__)
+        for name in space_keys(model):
+            if name not in ("momentum", "weight_decay"):
+                kinds[name] = flag_kind(hints[name])
+    return kinds
+
+
+# Search space: one list flag per search argument of a HyperModel.
+_SPACE = _space_kinds()
+for _name in _SPACE:
+    _helps = {
+        model: docstring_args(hypermodel).get(_name)
+        for model, hypermodel in HYPERMODELS.items()
+        if _name in space_keys(model)
+    }
+    flags.DEFINE_list(
+        _name,
+        None,
+        "; ".join(f"{model}: {text.rstrip('.')}" for model, text in _helps.items())
+        + "."
+        + " A value, or the values to search (choices; min,max for a range).",
+    )
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
@@ -77,12 +96,12 @@ def _flag_error(error: ValueError) -> str:
 
 def _parse(name: str, kind, texts: list[str]):
     try:
-        if kind == "bool":
+        if kind is bool:
             values = [_BOOLS[t.strip().lower()] for t in texts]
         else:
             values = [kind(t) for t in texts]
     except (KeyError, ValueError):
-        what = "true or false" if kind == "bool" else f"{kind.__name__} values"
+        what = "true or false" if kind is bool else f"{kind.__name__} values"
         _fail(f"--{name}={','.join(texts)}: expected {what}")
     if not values:
         _fail(f"--{name}=: expected at least one value")

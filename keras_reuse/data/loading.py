@@ -21,6 +21,7 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from keras_reuse.checks import check_bool
 from keras_reuse.data.augment import augment_images
 
 # What `keras_reuse.data.prepare` builds from original files; named in errors.
@@ -255,19 +256,14 @@ def info(name: str, data_dir: Any = None) -> DatasetInfo:
     return _dataset_info(builder, *keys)
 
 
-def _check_optional_bool(arg: str, value: Any) -> None:
-    if value is not None and not isinstance(value, bool):
-        raise ValueError(f"`{arg}` must be True, False or None. Received: {arg}={value!r}")
-
-
 def _check_args(batch_size: Any, augment: Any, shuffle: Any, seed: Any, cache: Any, drop: Any):
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(
             f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}"
         )
-    _check_optional_bool("augment", augment)
-    _check_optional_bool("shuffle", shuffle)
-    _check_optional_bool("drop_remainder", drop)
+    check_bool("augment", augment, optional=True)
+    check_bool("shuffle", shuffle, optional=True)
+    check_bool("drop_remainder", drop, optional=True)
     if not isinstance(cache, bool):
         raise ValueError(f"`cache` must be True or False. Received: cache={cache!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
