@@ -8,7 +8,7 @@ For every reuse count N and seed it trains
 - the Keras LruNet with `keras-reuse train`'s recipe
   (`keras_reuse.training.train`: CoupledSGD, the `keras_reuse.data`
   pipeline and augmentation), and
-- the PyTorch reference network (`benchmarks.torch_lrunet.TorchLruNet`) with
+- the PyTorch reference network (`torch_reference.lrunet.TorchLruNet`) with
   the authors' recipe written here in plain torch: `torch.optim.SGD`
   (momentum 0.9, weight_decay 5e-4 added to the gradient), random crop after
   4-pixel zero padding, horizontal flip, rotation within ±10 degrees
@@ -188,7 +188,7 @@ def train_torch(
     import torch
     from torch.nn import functional
 
-    from benchmarks.torch_lrunet import TorchLruNet
+    from torch_reference.lrunet import TorchLruNet
 
     images, labels = train_np
     epochs, batch = settings["epochs"], settings["batch_size"]

@@ -100,10 +100,10 @@ def torch_model(name: str) -> Any:
     """The PyTorch network `name` (needs torch)."""
     _, constructor, kwargs = MODELS[name]
     if constructor == "lrunet":
-        from benchmarks.torch_lrunet import TorchLruNet
+        from torch_reference.lrunet import TorchLruNet
 
         return TorchLruNet(num_classes=10, layer_reuse=kwargs["layer_reuse"])
-    from benchmarks.torch_sharesnet import TorchShaResNet164
+    from torch_reference.sharesnet import TorchShaResNet164
 
     return TorchShaResNet164(num_classes=10, share=kwargs["share"])
 

@@ -158,7 +158,7 @@ def reference(directory: Path) -> dict[str, Any]:
     results["checkpoint"] = _checkpoint_logits()
     import torch
 
-    from benchmarks.torch_lrunet import TorchLruNet
+    from torch_reference.lrunet import TorchLruNet
 
     net = TorchLruNet.from_checkpoint(str(CHECKPOINT)).eval()
     x, _ = _batch((28, 28, 1), seed=1)

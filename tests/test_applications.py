@@ -5,6 +5,7 @@ import math
 import keras
 import numpy as np
 import pytest
+from model_test_case import CASES, run_model_test
 
 import keras_reuse
 from keras_reuse import applications
@@ -172,32 +173,13 @@ def test_wide_sharesnet_28_10_default():
     assert trainable_params(model) == pytest.approx(26.86e6, rel=0.01)
 
 
-@pytest.mark.parametrize(
-    "name, kwargs, x_shape",
-    [
-        ("sharesnet18", dict(num_classes=5, input_shape=(64, 64, 3)), (2, 64, 64, 3)),
-        ("sharesnet34", dict(num_classes=5, input_shape=(32, 32, 3)), (2, 32, 32, 3)),
-        ("sharesnet50", dict(num_classes=5, input_shape=(32, 32, 3)), (2, 32, 32, 3)),
-        ("sharesnet101", dict(num_classes=5, input_shape=(32, 32, 3)), (2, 32, 32, 3)),
-        ("sharesnet152", dict(num_classes=5, input_shape=(32, 32, 3)), (1, 32, 32, 3)),
-        ("sharesnet164", dict(num_classes=10), (2, 32, 32, 3)),
-        ("wide_sharesnet", dict(depth=16, width=1, num_classes=10, dropout=0.3), (2, 32, 32, 3)),
-        ("lrunet", dict(layer_reuse=3, input_shape=(28, 28, 1)), (2, 28, 28, 1)),
-    ],
-)
-def test_every_constructor_builds_runs_and_round_trips(tmp_path, name, kwargs, x_shape):
-    model = applications.create(name, **kwargs)
-    x = np.random.default_rng(2).random(x_shape, dtype=np.float32)
-    # Eager calls: `predict` would trace each deep network (twice) for 2 images.
-    expected = keras.ops.convert_to_numpy(model(x, training=False))
-    assert expected.shape == (x_shape[0], kwargs["num_classes"] if "num_classes" in kwargs else 10)
-    assert np.isfinite(expected).all()
-    path = tmp_path / f"{name}.keras"
-    model.save(path)
-    restored = keras.models.load_model(path)
-    actual = keras.ops.convert_to_numpy(restored(x, training=False))
-    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
-    assert keras_reuse.reuse_summary(restored).calls == keras_reuse.reuse_summary(model).calls
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_constructor_builds_runs_round_trips_and_mixes_precision(tmp_path, name):
+    run_model_test(name, tmp_path)
+
+
+def test_every_registered_model_has_a_case_of_the_shared_check():
+    assert sorted(CASES) == applications.list_models()
 
 
 def test_sharesnet_without_top_and_pooling():

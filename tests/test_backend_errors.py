@@ -89,7 +89,7 @@ def test_distributed_strategies_name_the_backend_and_the_alternative(messages):
     # training.train refuses in its flag checks, before reading data.
     kind, text = messages["train"]
     assert kind == "ConfigError"
-    assert text.startswith("--strategy=multi_worker: --strategy=multi_worker (tf.distribute)")
+    assert text.startswith("strategy='multi_worker': --strategy=multi_worker (tf.distribute)")
     assert "KERAS_BACKEND='jax'" in text
 
 

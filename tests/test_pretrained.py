@@ -1,7 +1,7 @@
 """The authors' published LruNet checkpoints in Keras: logits, accuracy, CLI, bad files.
 
 Every converted model is checked against the PyTorch reference network
-(benchmarks/torch_lrunet.py) loaded from the same checkpoint, and against
+(torch_reference/lrunet.py) loaded from the same checkpoint, and against
 the weights file the package ships for it (its preset). The accuracies
 measured with the authors' code are reproduced, by the shipped presets, in
 test_accuracy_*.py.
@@ -21,10 +21,10 @@ import torch
 from absl import flags
 
 import keras_reuse
-from benchmarks.torch_lrunet import TorchLruNet
 from keras_reuse import applications, cli, data
 from keras_reuse.applications.lrunet_presets import PRESETS
 from keras_reuse.pretrained import load_lrunet_checkpoint
+from torch_reference.lrunet import TorchLruNet
 
 CHECKPOINTS = Path(__file__).resolve().parents[2] / "shared" / "pretrained" / "lrunet-pytorch"
 FMNIST_LRU1 = CHECKPOINTS / "fashionmnist-lru1-ckpt-09117.t7"

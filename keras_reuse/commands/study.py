@@ -14,10 +14,9 @@ written.
 
 from __future__ import annotations
 
-import sys
+from absl import app, flags
 
-from absl import flags
-
+from keras_reuse.commands import check_no_arguments, distinct_integers
 from keras_reuse.commands.model_flags import (
     config_from_flags,
     define_config_file_flag,
@@ -43,33 +42,10 @@ _NAMES = [
 ]
 
 
-def _fail(message: str) -> None:
-    print(f"keras-reuse study: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    text = ",".join(FLAGS.reuse)
-    try:
-        reuse = [int(v) for v in FLAGS.reuse]
-    except ValueError:
-        _fail(f"--reuse={text}: expected integers >= 1, e.g. 1,2,4,8,10")
-    if not reuse or min(reuse) < 1:
-        _fail(f"--reuse={text}: expected integers >= 1, e.g. 1,2,4,8,10")
-    if len(set(reuse)) != len(reuse):
-        _fail(f"--reuse={text}: a reuse count is repeated")
-
-    seeds_text = ",".join(FLAGS.seeds)
-    try:
-        seeds = [int(v) for v in FLAGS.seeds]
-    except ValueError:
-        _fail(f"--seeds={seeds_text}: expected integers, e.g. 0,1")
-    if not seeds:
-        _fail(f"--seeds={seeds_text}: expected integers, e.g. 0,1")
-    if len(set(seeds)) != len(seeds):
-        _fail(f"--seeds={seeds_text}: a seed is repeated")
+    check_no_arguments(argv)
+    reuse = distinct_integers("reuse", FLAGS.reuse, 1, "1,2,4,8,10")
+    seeds = distinct_integers("seeds", FLAGS.seeds, None, "0,1")
 
     from keras_reuse import study, training
 
@@ -84,7 +60,7 @@ def main(argv: list[str]) -> None:
             progress=lambda line: print(f"study {line}", flush=True),
         )
     except training.ConfigError as error:
-        _fail(error.flag_message())
+        raise app.UsageError(error.flag_message()) from error
     print(study.format_table(result.rows))
     print(study.format_summary(result.rows))
     print(f"table: {result.csv_path}")

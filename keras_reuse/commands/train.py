@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import sys
 
-from absl import flags
+from absl import app, flags
 
+from keras_reuse.commands import check_no_arguments
 from keras_reuse.commands.model_flags import (
     config_from_flags,
     define_config_file_flag,
@@ -31,16 +32,10 @@ flags.DEFINE_integer(
 )
 
 
-def _fail(message: str) -> None:
-    print(f"keras-reuse train: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    check_no_arguments(argv)
     if FLAGS.cpu_devices < 1:
-        _fail(f"--cpu_devices={FLAGS.cpu_devices}: must be an integer >= 1")
+        raise app.UsageError(f"--cpu_devices={FLAGS.cpu_devices}: must be an integer >= 1")
 
     from keras_reuse import distribute, training
 
@@ -49,7 +44,7 @@ def main(argv: list[str]) -> None:
     try:
         results = training.train(config_from_flags(FLAGS, _NAMES))
     except training.ConfigError as error:
-        _fail(error.flag_message())
+        raise app.UsageError(error.flag_message()) from error
     except OSError as error:  # a write the OS refused (full disk, read-only)
         print(f"keras-reuse train: error: {error}", file=sys.stderr)
         sys.exit(1)

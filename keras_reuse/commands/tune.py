@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import typing
 
-from absl import flags
+from absl import app, flags
 
+from keras_reuse.commands import check_no_arguments
 from keras_reuse.commands.model_flags import define_config_flags
 from keras_reuse.config import docstring_args, flag_kind
 from keras_reuse.tuning import HYPERMODELS, space_keys
@@ -74,11 +74,6 @@ for _name in _SPACE:
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
-def _fail(message: str) -> None:
-    print(f"keras-reuse tune: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
 def _flag_error(error: ValueError) -> str:
     """`--flag=value: reason` for a library error about one of this command's arguments."""
     message = str(error)
@@ -102,15 +97,14 @@ def _parse(name: str, kind, texts: list[str]):
             values = [kind(t) for t in texts]
     except (KeyError, ValueError):
         what = "true or false" if kind is bool else f"{kind.__name__} values"
-        _fail(f"--{name}={','.join(texts)}: expected {what}")
+        raise app.UsageError(f"--{name}={','.join(texts)}: expected {what}") from None
     if not values:
-        _fail(f"--{name}=: expected at least one value")
+        raise app.UsageError(f"--{name}=: expected at least one value")
     return values[0] if len(values) == 1 else tuple(values)
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    check_no_arguments(argv)
     space = {
         name: _parse(name, kind, FLAGS[name].value)
         for name, kind in _SPACE.items()
@@ -137,7 +131,7 @@ def main(argv: list[str]) -> None:
             verbose=FLAGS.verbose,
         )
     except ValueError as error:
-        _fail(_flag_error(error))
+        raise app.UsageError(_flag_error(error)) from error
     print(f"{len(result.trials)} trial(s); best val_accuracy {result.best_score:.4f} with")
     print(json.dumps(result.best_hyperparameters))
     with open(result.best_path) as f:
