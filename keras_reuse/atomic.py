@@ -242,16 +242,7 @@ def write_bytes(path: str | os.PathLike, data: bytes, fault: str | None = None) 
 
 
 def write_text(path: str | os.PathLike, text: str, fault: str | None = None) -> None:
-    """Writes `text` (UTF-8) to `path` atomically (see `write_file`).
-
-    Args:
-        path: The destination; its directory must exist.
-        text: The file's complete content.
-        fault: Fault-injection label (see `write_file`).
-
-    Raises:
-        AtomicWriteError: naming `path`; the previous file stays.
-    """
+    """`write_bytes` of `text` encoded as UTF-8."""
     write_bytes(path, text.encode("utf-8"), fault)
 
 

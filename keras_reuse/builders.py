@@ -38,8 +38,37 @@ def dataset_info(config: TrainConfig) -> data.DatasetInfo:
         raise ConfigError(field, getattr(config, field), str(error)) from error
 
 
+def create_model(
+    name: str, model_args: dict[str, Any], num_classes: int, input_shape: tuple[int, ...]
+) -> keras.Model:
+    """The registered model `name` with `model_args`, outputting logits.
+
+    Args:
+        name: A registered model name.
+        model_args: Keyword arguments of its constructor.
+        num_classes: Classes of the head.
+        input_shape: `(height, width, channels)`.
+
+    Returns:
+        The model (`classifier_activation=None`: the loss takes logits).
+
+    Raises:
+        ConfigError: naming the model argument the constructor refused.
+    """
+    try:
+        return applications.create(
+            name,
+            num_classes=num_classes,
+            input_shape=input_shape,
+            classifier_activation=None,
+            **model_args,
+        )
+    except ValueError as error:
+        raise constructor_error(error, name, model_args) from error
+
+
 def build_model(config: TrainConfig, info: data.DatasetInfo, **overrides: Any) -> keras.Model:
-    """The registered model `config.model` with `config.model_args`, for the dataset.
+    """The model of `config` for the dataset (`create_model` of its name and `model_args`).
 
     Args:
         config: The run's configuration.
@@ -47,22 +76,13 @@ def build_model(config: TrainConfig, info: data.DatasetInfo, **overrides: Any) -
         **overrides: Model arguments that replace the config's.
 
     Returns:
-        The model, with a logits output (`classifier_activation=None`).
+        The model, with a logits output.
 
     Raises:
         ConfigError: naming the model argument the constructor refused.
     """
     model_args = {**config.model_args, **overrides}
-    try:
-        return applications.create(
-            config.model,
-            num_classes=info.num_classes,
-            input_shape=info.input_shape,
-            classifier_activation=None,
-            **model_args,
-        )
-    except ValueError as error:
-        raise constructor_error(error, config.model, model_args) from error
+    return create_model(config.model, model_args, info.num_classes, info.input_shape)
 
 
 @dataclasses.dataclass(frozen=True)

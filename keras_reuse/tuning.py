@@ -34,8 +34,9 @@ from typing import Any
 import keras
 import keras_tuner
 
-from keras_reuse import applications, atomic, data
+from keras_reuse import atomic, data
 from keras_reuse.applications.lrunet import _check_width
+from keras_reuse.builders import create_model
 from keras_reuse.checks import check_int, is_int, is_number
 from keras_reuse.compiling import compile_for_training
 
@@ -182,13 +183,7 @@ class _ReuseHyperModel(keras_tuner.HyperModel):
             keras.utils.set_random_seed(self.seed)
         kwargs = self.model_kwargs(hp)
         learning_rate = _hp_float(hp, "learning_rate", self.learning_rate, log=True)
-        model = applications.create(
-            self.registry_name,
-            num_classes=self.num_classes,
-            input_shape=self.input_shape,
-            classifier_activation=None,
-            **kwargs,
-        )
+        model = create_model(self.registry_name, kwargs, self.num_classes, self.input_shape)
         return compile_for_training(
             model, learning_rate, momentum=self.momentum, l2=self.weight_decay
         )
