@@ -227,11 +227,19 @@ def litert_latency_ms(model: Any, calls: int, warmup: int = 3) -> dict:
         }
 
 
-def tflite_file_latency_ms(path: str, calls: int, warmup: int = 3) -> float:
-    """Median ms of one batch-1 `invoke` of the .tflite at `path` with LiteRT."""
-    from ai_edge_litert.interpreter import Interpreter
+def tflite_file_latency_ms(path: str, calls: int, warmup: int = 3, xnnpack: bool = True) -> float:
+    """Median ms of one batch-1 `invoke` of the .tflite at `path` with LiteRT.
 
-    interpreter = Interpreter(model_path=path, num_threads=os.cpu_count())
+    `xnnpack=False` runs the builtin reference kernels (no default delegate).
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    options = (
+        {}
+        if xnnpack
+        else {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+    )
+    interpreter = Interpreter(model_path=path, num_threads=os.cpu_count(), **options)
     detail = interpreter.get_input_details()[0]
     interpreter.resize_tensor_input(detail["index"], [1, *detail["shape"][1:]])
     interpreter.allocate_tensors()
