@@ -6,12 +6,11 @@ import sys
 import textwrap
 
 import pytest
-from absl import flags
+from test_recipes import parse  # the train command's generated flags, parsed
 
 from keras_reuse import config as spec
 from keras_reuse import training
 from keras_reuse.applications import _registry
-from keras_reuse.commands import model_flags
 
 # A constructor of the registry's kind with one keyword no other model has.
 THROWAWAY = textwrap.dedent(
@@ -137,14 +136,6 @@ def test_a_constructors_value_error_names_the_argument(throwaway):
         builders.build_model(config, info)
     assert raised.value.flag_message() == "--blocks=0: must be an integer >= 1"
     assert builders.build_model(config, info, blocks=3).output.shape == (None, 3)
-
-
-def parse(*argv):
-    values = flags.FlagValues()
-    model_flags.define_config_file_flag(values)
-    names = [*model_flags.define_config_flags(values), *model_flags.define_model_flags(values)]
-    values(["keras-reuse train", *argv])
-    return model_flags.config_from_flags(values, names)
 
 
 def test_a_saved_config_reproduces_the_run_and_flags_override_it(tmp_path):
