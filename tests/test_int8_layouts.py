@@ -1,9 +1,9 @@
-"""benchmarks.int8_layouts' flatbuffer rewrites, on a small int8 LruNet (no speed asserted)."""
+"""The int8_layouts benchmark's flatbuffer rewrites on a small int8 LruNet (no speed asserted)."""
 
 import numpy as np
 import pytest
 
-from benchmarks import int8_layouts
+from benchmarks import tflite_rewrites as int8_layouts
 from keras_reuse import applications, to_tflite
 
 N = 2  # reuses per stage
@@ -49,7 +49,7 @@ def files(tmp_path_factory):
 
 
 def _outputs(path, images, xnnpack):
-    return int8_layouts._litert_outputs(str(path), images, xnnpack)
+    return int8_layouts.litert_outputs(str(path), images, xnnpack)
 
 
 def test_folded_copies_of_a_shared_kernel_become_one_buffer(files):
