@@ -6,9 +6,10 @@ Builds the authors' published LruNets (Fashion-MNIST LruNet-1 and LruNet-10,
 CIFAR-10 LruNet-14) from the package's presets (`lrunet_presets.PRESETS`,
 no torch needed), exports
 each in every mode of `keras_reuse.export.to_tflite` (float32, float32 with
-`fold_batchnorm=True`, float16, dynamic, int8 and int16x8 calibrated on
-training images), verifies each file with LiteRT on the whole test split (accuracy
-and top-1 agreement with Keras), and times one batch-1 `invoke`. Writes
+`fold_batchnorm=True`, float16, dynamic, int8 as converted and in the
+compact layout, and int16x8, calibrated on training images),
+verifies each file with LiteRT on the whole test split (accuracy and top-1
+agreement with Keras), and times one batch-1 `invoke`. Writes
 `export.json` and `export.md` (atomically) to `--output_dir`.
 """
 
@@ -38,14 +39,15 @@ CHECKPOINTS = {
     "fmnist_lru10": "lrunet10_fashion_mnist",
     "cifar10_lru14": "lrunet14_cifar10",
 }
-# (column label, quantization, fold_batchnorm)
+# (column label, quantization, fold_batchnorm, int8_layout)
 MODES = (
-    ("float32", None, False),
-    ("float32, BN folded", None, True),
-    ("float16", "float16", False),
-    ("dynamic", "dynamic", False),
-    ("int8", "int8", False),
-    ("int16x8", "int16x8", False),
+    ("float32", None, False, "converter"),
+    ("float32, BN folded", None, True, "converter"),
+    ("float16", "float16", False, "converter"),
+    ("dynamic", "dynamic", False, "converter"),
+    ("int8", "int8", False, "converter"),
+    ("int8, compact", "int8", False, "compact"),
+    ("int16x8", "int16x8", False, "converter"),
 )
 
 
@@ -73,7 +75,7 @@ def measure_checkpoint(name: str, directory: str) -> list[dict]:
         data_dir=FLAGS.data_dir,
     )
     rows = []
-    for mode, quantization, fold in MODES:
+    for mode, quantization, fold, int8_layout in MODES:
         logging.info("%s: exporting %s", label, mode)
         path = os.path.join(directory, f"{name}-{mode.replace(', ', '-')}.tflite")
         report = to_tflite(
@@ -82,6 +84,7 @@ def measure_checkpoint(name: str, directory: str) -> list[dict]:
             quantization=quantization,
             representative_data=calibration if quantization in CALIBRATED else None,
             fold_batchnorm=fold,
+            int8_layout=int8_layout,
             verification_data=test,
             # Report the agreement whatever it is; the library's default bars
             # (99%; int8 98%) are what `to_tflite` enforces for users.

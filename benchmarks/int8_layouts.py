@@ -3,8 +3,8 @@
     TFDS_DATA_DIR=../shared/tensorflow_datasets python -m benchmarks.int8_layouts
 
 Exports the published Fashion-MNIST LruNet-10 (`--preset`) with
-`keras_reuse.to_tflite(quantization="int8")` in two layouts, then rewrites
-the files' flatbuffers (LiteRT's schema) into two more, and measures each on
+`keras_reuse.to_tflite(quantization="int8")` in three layouts, then rewrites
+the files' flatbuffers (LiteRT's schema) into more, and measures each on
 the LiteRT interpreter with XNNPACK on and off:
 
 - `int8`: the default export. Each reuse's BatchNorm is a per-channel 1x1
@@ -23,6 +23,11 @@ the LiteRT interpreter with XNNPACK on and off:
 - `int8, BN affines quantized per tensor`: the default file with each
   reuse's BatchNorm affine requantized with one scale for its weights and
   one for its bias, instead of a scale and an int64 zero point per channel.
+- `int8, one zero bias per shared kernel`: the default file with every call
+  of a shared kernel reading its first call's zero bias.
+- `int8, compact`: both, as `to_tflite(..., int8_layout="compact")` writes it.
+- `int8, compact, tensor names stripped`: and the names of the intermediate
+  tensors removed (what names cost; the library keeps them).
 
 Reported per layout: size, bytes per trainable parameter, the bytes of
 quantization parameters (float32 scale + int64 zero point per entry), top-1
@@ -49,6 +54,8 @@ from benchmarks.tflite_rewrites import (
     per_tensor_batchnorm_affines,
     quantization_bytes,
     share_folded_kernels,
+    share_zero_biases,
+    strip_tensor_names,
 )
 from keras_reuse import atomic
 
@@ -101,6 +108,7 @@ def measure_layouts(directory: str) -> tuple[list[dict], int]:
     int8 = dict(quantization="int8", representative_data=calibration)
     default = export("int8", **int8)
     folded = export("folded", fold_batchnorm=True, **int8)
+    compact = export("compact", int8_layout="compact", **int8)
     layouts: list[tuple[str, Callable[[], tuple[bytes, dict]]]] = [
         ("float32 (for latency)", lambda: (export("float32"), {})),
         ("int8", lambda: (default, {})),
@@ -108,6 +116,9 @@ def measure_layouts(directory: str) -> tuple[list[dict], int]:
         ("int8, BN folded, one buffer per shared kernel", lambda: share_folded_kernels(folded)),
         ("int8, bias without quantization parameters", lambda: drop_bias_quantization(default)),
         ("int8, BN affines quantized per tensor", lambda: per_tensor_batchnorm_affines(default)),
+        ("int8, one zero bias per shared kernel", lambda: share_zero_biases(default)),
+        ("int8, compact", lambda: (compact, {})),
+        ("int8, compact, tensor names stripped", lambda: strip_tensor_names(compact)),
     ]
     rows = []
     reference_n = min(FLAGS.reference_examples, len(images))

@@ -1,9 +1,12 @@
 """Rewrites of full-integer .tflite flatbuffers (LiteRT's schema), for `benchmarks.int8_layouts`.
 
 No flags here, so tests import it freely: `share_folded_kernels`,
-`drop_bias_quantization`, `per_tensor_batchnorm_affines`,
-`quantization_bytes`, and `litert_outputs` to run a file on LiteRT with
-XNNPACK on or off. See `benchmarks.int8_layouts` for what each layout is.
+`drop_bias_quantization`, `per_tensor_batchnorm_affines` and
+`share_zero_biases` (the two halves of the library's compact layout,
+`keras_reuse.litert_rewrite`, which also gives `quantization_bytes`),
+`strip_tensor_names`, and
+`litert_outputs` to run a file on LiteRT with XNNPACK on or off. See
+`benchmarks.int8_layouts` for what each layout is.
 """
 
 from __future__ import annotations
@@ -12,37 +15,13 @@ import os
 
 import numpy as np
 
-
-def _model(buffer: bytes):
-    from ai_edge_litert import schema_py_generated as schema
-
-    return schema, schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(buffer, 0))
-
-
-def _pack(model) -> bytes:
-    import flatbuffers
-
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-def _kernel_ops(schema, model) -> list:
-    """The CONV_2D and DEPTHWISE_CONV_2D operators of the main subgraph."""
-    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
-    kinds = {schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.DEPTHWISE_CONV_2D}
-    return [op for op in model.subgraphs[0].operators if codes[op.opcodeIndex] in kinds]
-
-
-def quantization_bytes(buffer: bytes) -> int:
-    """Bytes of per-tensor quantization vectors: 4 per scale, 8 per int64 zero point."""
-    _, model = _model(buffer)
-    total = 0
-    for tensor in model.subgraphs[0].tensors:
-        q = tensor.quantization
-        if q is not None and q.scale is not None:
-            total += 4 * len(q.scale) + 8 * len(q.zeroPoint if q.zeroPoint is not None else ())
-    return total
+from keras_reuse import litert_rewrite
+from keras_reuse.litert_rewrite import (  # noqa: F401 (quantization_bytes: re-exported)
+    kernel_ops,
+    quantization_bytes,
+    read_model,
+    write_model,
+)
 
 
 def share_folded_kernels(buffer: bytes) -> tuple[bytes, dict]:
@@ -52,12 +31,12 @@ def share_folded_kernels(buffer: bytes) -> tuple[bytes, dict]:
         The rewritten file and counts: kernels, shared, negated channels,
         int8 values that differ by one step from the copy they now read.
     """
-    schema, model = _model(buffer)
+    schema, model = read_model(buffer)
     graph = model.subgraphs[0]
     first: dict[tuple, list] = {}
     counts = {"kernels": 0, "shared": 0, "negated_channels": 0, "off_by_one_values": 0}
     seen = set()
-    for op in _kernel_ops(schema, model):
+    for op in kernel_ops(schema, model):
         index = op.inputs[1]
         tensor = graph.tensors[index]
         data = model.buffers[tensor.buffer].data
@@ -84,58 +63,46 @@ def share_folded_kernels(buffer: bytes) -> tuple[bytes, dict]:
             break
         else:
             first.setdefault(tuple(tensor.shape), []).append((tensor.buffer, values))
-    return _pack(model), counts
+    return write_model(model), counts
 
 
 def drop_bias_quantization(buffer: bytes) -> tuple[bytes, dict]:
     """Removes the quantization parameters of the kernels' int32 bias tensors."""
-    schema, model = _model(buffer)
+    schema, model = read_model(buffer)
     graph = model.subgraphs[0]
     entries = 0
-    for op in _kernel_ops(schema, model):
+    for op in kernel_ops(schema, model):
         if len(op.inputs) > 2 and op.inputs[2] >= 0:
             bias = graph.tensors[op.inputs[2]]
             if bias.quantization is not None and bias.quantization.scale is not None:
                 entries += len(bias.quantization.scale)
                 bias.quantization = None
-    return _pack(model), {"bias_entries_removed": entries}
+    return write_model(model), {"bias_entries_removed": entries}
 
 
 def per_tensor_batchnorm_affines(buffer: bytes) -> tuple[bytes, dict]:
-    """Requantizes each reuse's BatchNorm affine (a 1x1 depthwise op) per tensor.
+    """Half of the library's compact layout (`keras_reuse.litert_rewrite`)."""
+    rewritten, affines = litert_rewrite.per_tensor_batchnorm_affines(buffer)
+    return rewritten, {"affines_requantized": affines}
 
-    Its weights (gamma / sigma per channel) and int32 bias are re-expressed
-    with one scale each, so the per-channel scale and int64 zero-point
-    vectors of both go.
-    """
-    schema, model = _model(buffer)
+
+def share_zero_biases(buffer: bytes) -> tuple[bytes, dict]:
+    """Half of the library's compact layout (`keras_reuse.litert_rewrite`)."""
+    rewritten, shared = litert_rewrite.share_zero_biases(buffer)
+    return rewritten, {"biases_shared": shared}
+
+
+def strip_tensor_names(buffer: bytes) -> tuple[bytes, dict]:
+    """Removes the names of every tensor but the graph's inputs and outputs."""
+    _, model = read_model(buffer)
     graph = model.subgraphs[0]
-
-    def values(tensor, dtype) -> np.ndarray:
-        return np.frombuffer(bytes(bytearray(model.buffers[tensor.buffer].data)), dtype)
-
-    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
-    affines = 0
-    for op in _kernel_ops(schema, model):
-        weights = graph.tensors[op.inputs[1]]
-        if codes[op.opcodeIndex] != schema.BuiltinOperator.DEPTHWISE_CONV_2D or list(
-            weights.shape[:3]
-        ) != [1, 1, 1]:
-            continue
-        real = values(weights, np.int8) * np.asarray(weights.quantization.scale, np.float64)
-        scale = float(np.abs(real).max()) / 127 or 1.0
-        quantized = np.clip(np.round(real / scale), -127, 127).astype(np.int8)
-        model.buffers[weights.buffer].data = np.frombuffer(quantized.tobytes(), np.uint8)
-        weights.quantization.scale, weights.quantization.zeroPoint = [scale], [0]
-        weights.quantization.quantizedDimension = 0
-        input_scale = float(graph.tensors[op.inputs[0]].quantization.scale[0])
-        bias = graph.tensors[op.inputs[2]]
-        real_bias = values(bias, np.int32) * np.asarray(bias.quantization.scale, np.float64)
-        quantized_bias = np.round(real_bias / (input_scale * scale)).astype(np.int32)
-        model.buffers[bias.buffer].data = np.frombuffer(quantized_bias.tobytes(), np.uint8)
-        bias.quantization.scale, bias.quantization.zeroPoint = [input_scale * scale], [0]
-        affines += 1
-    return _pack(model), {"affines_requantized": affines}
+    keep = {*graph.inputs, *graph.outputs}
+    removed = 0
+    for index, tensor in enumerate(graph.tensors):
+        if index not in keep and tensor.name:
+            removed += len(tensor.name)
+            tensor.name = None
+    return write_model(model), {"name_bytes_removed": removed}
 
 
 def litert_outputs(path: str, images: np.ndarray, xnnpack: bool) -> np.ndarray:

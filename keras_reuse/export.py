@@ -23,6 +23,12 @@ one, its offset is moved past the convolution, which saves a vector per call.
 `fold_batchnorm=True` keeps the BatchNorms and lets the converter fold them:
 a few percent faster at batch 1, several times bigger.
 
+In an int8 file each of those affines carries a float32 scale and an int64
+zero point per channel for its weights and again for its bias, and each
+call of a shared kernel a zero bias with the same vectors: most of the
+file. `int8_layout="compact"` rewrites the converted file without them
+(`keras_reuse.litert_rewrite`).
+
 `GroupedPointwiseConv` needs nothing: at inference it is one grouped
 `tf.nn.conv2d`, which becomes one grouped `CONV_2D` reading the shared kernel.
 """
@@ -39,7 +45,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_reuse import atomic
+from keras_reuse import atomic, litert_rewrite
 from keras_reuse._graph import graph_nodes
 from keras_reuse.backends import require_tensorflow
 from keras_reuse.checks import check_bool
@@ -52,6 +58,9 @@ CALIBRATED = ("int8", "int16x8")
 FLOAT32_RTOL = 1e-5
 # Quantized files must pick Keras's top-1 class on this share of the samples.
 MIN_TOP1_AGREEMENT = {"float16": 0.99, "dynamic": 0.99, "int8": 0.98, "int16x8": 0.99}
+# An int8 file as the converter writes it, or with its quantization vectors
+# rewritten (`keras_reuse.litert_rewrite.compact_int8`; a third of the size).
+INT8_LAYOUTS = ("converter", "compact")
 # Calibration beyond this many images costs time and changes little.
 MAX_CALIBRATION_SAMPLES = 1000
 
@@ -78,6 +87,8 @@ class ExportReport:
         size_bytes: Its size in bytes.
         quantization: None (float32), "float16", "dynamic", "int8" or "int16x8".
         fold_batchnorm: Whether BatchNorms were folded into (shared) kernels.
+        int8_layout: "converter", or "compact" when the int8 file was
+            rewritten by `keras_reuse.litert_rewrite.compact_int8`.
         verified: Whether the file was run with LiteRT and compared with Keras.
         num_samples: Inputs the comparison used (0 when not verified).
         samples: Where they came from: "verification_data",
@@ -98,6 +109,7 @@ class ExportReport:
     quantization: str | None
     fold_batchnorm: bool
     verified: bool
+    int8_layout: str = "converter"
     num_samples: int = 0
     samples: str = ""
     max_abs_error: float = math.nan
@@ -115,6 +127,8 @@ class ExportReport:
     def __str__(self) -> str:
         mode = self.quantization or "float32"
         fold = ", BatchNorm folded" if self.fold_batchnorm else ""
+        if self.int8_layout != "converter":
+            fold += f", {self.int8_layout} layout"
         head = f"{self.path}: {self.size_bytes:,} bytes ({mode}{fold})"
         if not self.verified:
             return f"{head}; not verified"
@@ -495,6 +509,7 @@ def to_tflite(
     quantization: str | None = None,
     representative_data: Any = None,
     fold_batchnorm: bool = False,
+    int8_layout: str = "converter",
     verify: bool = True,
     verification_data: Any = None,
     max_verification_samples: int | None = None,
@@ -536,6 +551,14 @@ def to_tflite(
         fold_batchnorm: Let the converter fold every BatchNorm into the
             kernel before it, as it does by default. Shared kernels are then
             stored once per call (bigger file); see the README for latency.
+        int8_layout: For "int8" only: "converter" (the file as the TFLite
+            converter writes it) or "compact": each BatchNorm affine after
+            a shared layer requantized with one scale per tensor, and the
+            calls of a shared kernel reading one zero bias. For the
+            published LruNet-10 a third of the size (README export table).
+            LiteRT's CPU kernels and XNNPACK run it; delegates that check
+            each bias's scale against its input's (NNAPI) may decline the
+            shared biases.
         verify: Run the file with LiteRT and compare it with Keras.
         verification_data: Images to compare on, in the same forms as
             `representative_data`. Defaults to `representative_data` when
@@ -568,6 +591,16 @@ def to_tflite(
             f"Received: quantization={quantization!r}"
         )
     check_bool("fold_batchnorm", fold_batchnorm)
+    if int8_layout not in INT8_LAYOUTS:
+        raise ValueError(
+            f"`int8_layout` must be one of {INT8_LAYOUTS}. Received: int8_layout={int8_layout!r}"
+        )
+    if int8_layout == "compact" and (quantization != "int8" or fold_batchnorm):
+        raise ValueError(
+            "`int8_layout='compact'` rewrites the BatchNorm affines of an int8 file and needs "
+            "quantization='int8' and fold_batchnorm=False. Received: "
+            f"quantization={quantization!r}, fold_batchnorm={fold_batchnorm!r}"
+        )
     check_bool("verify", verify)
     if quantization in CALIBRATED and representative_data is None:
         raise ValueError(
@@ -648,6 +681,8 @@ def to_tflite(
 
     graph = _export_graph(unroll_reuse_loops(model), fold_batchnorm)
     flatbuffer = _converter(graph, input_shape, quantization, calibration).convert()
+    if int8_layout == "compact":
+        flatbuffer, _ = litert_rewrite.compact_int8(flatbuffer)
 
     figures: dict[str, Any] = {}
 
@@ -668,5 +703,6 @@ def to_tflite(
         quantization=quantization,
         fold_batchnorm=fold_batchnorm,
         verified=verify,
+        int8_layout=int8_layout,
         **figures,
     )

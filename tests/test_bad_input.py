@@ -93,6 +93,12 @@ CASES = [
     ("export", [*EXPORT, "--min_agreement=0"], "--min_agreement=0"),
     ("export", [*EXPORT, "--verify=maybe"], "--verify=maybe"),
     ("export", [*EXPORT, "--quantization=int8"], "--quantization=int8"),
+    ("export", [*EXPORT, "--int8_layout=tiny"], "--int8_layout=tiny"),
+    (
+        "export",
+        [*EXPORT, "--quantization=float16", "--int8_layout=compact"],
+        "--int8_layout=compact: needs --quantization=int8",
+    ),
     # convert
     ("convert", ["model.t7"], "CKPT"),
     ("convert", ["missing.t7", "out.keras"], "CKPT"),

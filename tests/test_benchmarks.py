@@ -166,11 +166,13 @@ def test_export_table_reports_every_mode(tmp_path):
         "float16",
         "dynamic",
         "int8",
+        "int8, compact",
         "int16x8",
     ]
     sizes = {row["mode"]: row["tflite_bytes"] for row in rows}
     # int8 and dynamic store one byte per weight, float16 two, float32 four.
     assert sizes["dynamic"] < sizes["float16"] < sizes["float32"]
+    assert sizes["int8, compact"] < sizes["int8"]
     for row in rows:
         assert row["test_examples"] == 300 and row["trainable_params"] > 0
         assert _positive(row["litert_ms"]) and _positive(row["keras_bytes"])
@@ -178,7 +180,7 @@ def test_export_table_reports_every_mode(tmp_path):
         assert 0.9 < row["top1_agreement"] <= 1.0
     assert rows[0]["top1_agreement"] == 1.0
     table = (tmp_path / "export.md").read_text()
-    assert table.count("| LruNet-1 (fashion_mnist) |") == 6
+    assert table.count("| LruNet-1 (fashion_mnist) |") == 7
 
 
 def test_pipeline_benchmark_times_two_epochs_and_training(tmp_path):

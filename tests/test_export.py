@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from absl import flags
-from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from ai_edge_litert.tools import flatbuffer_utils
 
-from keras_reuse import LruNet, cli, data, export
+from keras_reuse import LruNet, applications, cli, data, export, litert_rewrite
 from keras_reuse.export import ExportReport, VerificationError, to_tflite
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -102,8 +102,12 @@ def tflite_layouts(model, layer_reuse):
     return {name: hashlib.sha256(raw).hexdigest() for name, raw in layouts.items()}
 
 
-def litert(path, images):
-    interpreter = Interpreter(model_path=os.fspath(path))
+def litert(path, images, op_resolver_type=None):
+    """Runs `path` on `images`: outputs and the input's shape signature."""
+    options = (
+        {} if op_resolver_type is None else {"experimental_op_resolver_type": op_resolver_type}
+    )
+    interpreter = Interpreter(model_path=os.fspath(path), **options)
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
     interpreter.resize_tensor_input(inp["index"], images.shape)
     interpreter.allocate_tensors()
@@ -149,6 +153,14 @@ def small_exports(small_lrunet, fashion_mnist, tmp_path_factory):
             verification_data=test if mode is None else None,
             max_verification_samples=256,
         )
+    reports["int8_compact"] = to_tflite(
+        small_lrunet,
+        out / "int8_compact.tflite",
+        quantization="int8",
+        representative_data=train,
+        int8_layout="compact",
+        verify=False,
+    )
     reports["fold"] = to_tflite(
         small_lrunet,
         out / "fold.tflite",
@@ -204,6 +216,50 @@ def test_each_mode_reads_one_buffer_per_shared_kernel(small_exports, mode):
         assert report.size_bytes < small_exports[None].size_bytes
         activations = {"int8": np.int8, "int16x8": np.int16}[mode]
         assert activation_types(report.path) == {activations}
+
+
+def int8_layout(path):
+    """Per BatchNorm affine (1x1 depthwise op) its number of weight scales, and
+    per kernel of the other convolutions the bias tensors its readers read."""
+    schema, model = litert_rewrite.read_model(Path(path).read_bytes())
+    graph = model.subgraphs[0]
+    scales, biases = [], {}
+    for op in litert_rewrite.kernel_ops(schema, model):
+        if litert_rewrite.is_channel_affine(schema, model, op):
+            scales.append(len(graph.tensors[op.inputs[1]].quantization.scale))
+        else:
+            biases.setdefault(op.inputs[1], set()).add(op.inputs[2])
+    return scales, Counter(len(readers) for readers in biases.values())
+
+
+def test_compact_int8_keeps_sharing_and_the_outputs_in_fewer_bytes(small_exports, fashion_mnist):
+    converter, compact = small_exports["int8"], small_exports["int8_compact"]
+    assert compact.int8_layout == "compact" and converter.int8_layout == "converter"
+    assert "compact layout" in str(compact)
+    assert kernel_reads(compact.path) == {2: 8, 1: 3}
+    # Two BatchNorms per reuse in each of 4 stages, now one scale each; the
+    # two calls of each of the 8 shared kernels read one bias instead of two.
+    scales, biases = int8_layout(compact.path)
+    assert scales == [1] * (4 * 2 * 2) and biases == {1: 8 + 3}
+    scales, biases = int8_layout(converter.path)
+    assert min(scales) > 1 and biases == {2: 8, 1: 3}
+    assert compact.size_bytes < 0.75 * converter.size_bytes
+    images = np.concatenate([x for x, _ in fashion_mnist[0].take(1).as_numpy_iterator()])
+    before, _ = litert(converter.path, images)
+    after, _ = litert(compact.path, images)
+    assert np.abs(after - before).max() <= 0.1 * np.abs(before).max()
+
+
+def test_shared_zero_biases_give_bit_identical_outputs(small_exports, fashion_mnist, tmp_path):
+    converter = small_exports["int8"]
+    rewritten, shared = litert_rewrite.share_zero_biases(Path(converter.path).read_bytes())
+    assert shared == 8  # the second call of each shared kernel
+    path = tmp_path / "shared_biases.tflite"
+    path.write_bytes(rewritten)
+    images = np.concatenate([x for x, _ in fashion_mnist[0].take(1).as_numpy_iterator()])
+    for resolver in (None, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES):  # XNNPACK, not
+        outputs = [litert(p, images, resolver)[0] for p in (converter.path, path)]
+        np.testing.assert_array_equal(outputs[0], outputs[1])
 
 
 def test_float32_export_matches_keras_and_fold_duplicates_kernels(small_lrunet, small_exports):
@@ -269,6 +325,27 @@ def test_quantized_export_agrees_with_keras_on_fashion_mnist(
     assert report.keras_accuracy > 0.88
 
 
+def test_published_lrunet10_compact_int8_agrees_with_keras(fashion_mnist, tmp_path):
+    test, train = fashion_mnist
+    model = applications.create("lrunet10_fashion_mnist", classifier_activation=None)
+    params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    # Short of int8's 98% default, as the converter's layout (README export table).
+    report = to_tflite(
+        model,
+        tmp_path / "int8.tflite",
+        quantization="int8",
+        representative_data=train,
+        int8_layout="compact",
+        verification_data=test,
+        min_top1_agreement=0.96,
+    )
+    assert report.num_samples == FASHION_MNIST_TEST
+    assert report.top1_agreement >= 0.96
+    assert abs(report.tflite_accuracy - report.keras_accuracy) <= 0.015
+    # A third of the converter's file (7.7 bytes per parameter), under float32's 4.1.
+    assert report.size_bytes <= 3.0 * params
+
+
 def test_failed_verification_leaves_no_file(small_lrunet, tmp_path, monkeypatch):
     path = tmp_path / "model.tflite"
     path.write_bytes(b"previous export")
@@ -330,6 +407,20 @@ def test_quantized_export_below_its_agreement_bar_is_refused(lrunet1, fashion_mn
             r"needs real images: pass `verification_data`.*verification_data=None",
         ),
         ({"fold_batchnorm": "yes"}, r"`fold_batchnorm` must be True or False.*'yes'"),
+        ({"int8_layout": "tiny"}, r"`int8_layout` must be one of .*int8_layout='tiny'"),
+        (
+            {"quantization": "int16x8", "int8_layout": "compact"},
+            r"needs quantization='int8' and fold_batchnorm=False.*quantization='int16x8'",
+        ),
+        (
+            {
+                "quantization": "int8",
+                "representative_data": np.zeros((4, 28, 28, 1)),
+                "fold_batchnorm": True,
+                "int8_layout": "compact",
+            },
+            r"needs quantization='int8' and fold_batchnorm=False.*fold_batchnorm=True",
+        ),
         ({"max_verification_samples": 0}, r"`max_verification_samples` must be.*=0"),
     ],
 )

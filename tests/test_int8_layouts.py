@@ -5,6 +5,7 @@ import pytest
 
 from benchmarks import tflite_rewrites as int8_layouts
 from keras_reuse import applications, to_tflite
+from keras_reuse.litert_rewrite import kernel_ops, read_model
 
 N = 2  # reuses per stage
 STAGES = 4
@@ -67,10 +68,10 @@ def test_per_tensor_affines_keep_the_values_within_half_a_step(files):
     rewritten, counts = int8_layouts.per_tensor_batchnorm_affines(made["default"])
     assert counts["affines_requantized"] == STAGES * 2 * N
     assert len(rewritten) < len(made["default"])
-    schema, before = int8_layouts._model(made["default"])
-    _, after = int8_layouts._model(rewritten)
-    ops_before = int8_layouts._kernel_ops(schema, before)
-    ops_after = int8_layouts._kernel_ops(schema, after)
+    schema, before = read_model(made["default"])
+    _, after = read_model(rewritten)
+    ops_before = kernel_ops(schema, before)
+    ops_after = kernel_ops(schema, after)
     assert len(ops_before) == len(ops_after)
     for op_before, op_after in zip(ops_before, ops_after, strict=True):
         t_before = before.subgraphs[0].tensors[op_before.inputs[1]]

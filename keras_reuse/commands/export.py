@@ -1,7 +1,8 @@
 """`keras-reuse export`: a saved Keras model -> a verified `.tflite` file.
 
   keras-reuse export MODEL.keras OUT.tflite [--quantization=none|float16|dynamic|int8|int16x8]
-      [--dataset=fashion_mnist] [--fold_batchnorm] [--noverify] [--min_agreement=0.98]
+      [--dataset=fashion_mnist] [--fold_batchnorm] [--int8_layout=compact]
+      [--noverify] [--min_agreement=0.98]
 
 --dataset names a TFDS dataset read through `keras_reuse.data`: int8 and
 int16x8 calibrate on the first --num_calibration training images, and the file is
@@ -44,6 +45,13 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_boolean(
     "fold_batchnorm", False, "Fold BatchNorms into kernels (shared kernels stored per call)."
+)
+flags.DEFINE_enum(
+    "int8_layout",
+    "converter",
+    ["converter", "compact"],
+    "int8: the file as the converter writes it, or compact (per-tensor BatchNorm affines, "
+    "one zero bias per shared kernel; a third of the size).",
 )
 flags.DEFINE_boolean("verify", True, "Run the file with LiteRT and compare it with Keras.")
 flags.DEFINE_float(
@@ -89,6 +97,12 @@ def _check_args(argv: list[str]) -> tuple[str, str]:
     if minimum is not None and not 0 < minimum <= 1:
         raise _Usage(f"--min_agreement={minimum:g}: must be in (0, 1]")
     quantization = _QUANTIZATION[FLAGS.quantization]
+    if FLAGS.int8_layout == "compact" and (quantization != "int8" or FLAGS.fold_batchnorm):
+        raise _Usage(
+            "--int8_layout=compact: needs --quantization=int8 and no "
+            f"--fold_batchnorm (received --quantization={FLAGS.quantization}"
+            f"{' --fold_batchnorm' if FLAGS.fold_batchnorm else ''})"
+        )
     dataset = FLAGS.dataset if FLAGS["dataset"].present else None
     if quantization in _CALIBRATED and dataset is None:
         raise _Usage(f"--quantization={quantization} calibrates on images: pass --dataset")
@@ -146,6 +160,7 @@ def main(argv: list[str]) -> None:
             quantization=quantization,
             representative_data=calibration,
             fold_batchnorm=FLAGS.fold_batchnorm,
+            int8_layout=FLAGS.int8_layout,
             verify=FLAGS.verify,
             verification_data=verification,
             max_verification_samples=FLAGS.num_verification,
