@@ -47,15 +47,20 @@ def kernel_ops(schema: Any, model: Any) -> list:
 
 
 def is_channel_affine(schema: Any, model: Any, op: Any) -> bool:
-    """Whether `op` is an int8 1x1 depthwise op with a bias: the form of a BatchNorm affine."""
+    """Whether `op` is an int8 1x1 depthwise op with an int32 bias: a BatchNorm affine's form."""
     codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
     if codes[op.opcodeIndex] != schema.BuiltinOperator.DEPTHWISE_CONV_2D or len(op.inputs) < 3:
         return False
-    weights = model.subgraphs[0].tensors[op.inputs[1]]
+    tensors = model.subgraphs[0].tensors
+    if op.inputs[2] < 0:
+        return False
+    activations, weights, bias = (tensors[i] for i in op.inputs[:3])
+    # int8 activations (an int16x8 file has int64 biases and is left alone).
     return (
         list(weights.shape[:3]) == [1, 1, 1]
+        and activations.type == schema.TensorType.INT8
         and weights.type == schema.TensorType.INT8
-        and op.inputs[2] >= 0
+        and bias.type == schema.TensorType.INT32
     )
 
 

@@ -499,13 +499,17 @@ def test_cli_exports_and_reports(saved_small_lrunet, tmp_path, capsys):
     assert "on 64 verification_data samples" in stdout and "accuracy" in stdout
 
 
-def test_cli_int8_calibrates_on_the_dataset(saved_small_lrunet, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("layout", "mode"), [("converter", "int8"), ("compact", "int8, compact layout")]
+)
+def test_cli_int8_calibrates_on_the_dataset(saved_small_lrunet, tmp_path, capsys, layout, mode):
     out = tmp_path / "small_int8.tflite"
     code, stdout, _ = run_cli(
         capsys,
         saved_small_lrunet,
         out,
         "--quantization=int8",
+        f"--int8_layout={layout}",
         "--dataset=fashion_mnist",
         f"--data_dir={DATA_DIR}",
         "--num_calibration=32",
@@ -513,7 +517,7 @@ def test_cli_int8_calibrates_on_the_dataset(saved_small_lrunet, tmp_path, capsys
         "--noverify",
     )
     assert code == 0
-    assert f"{out}: {os.path.getsize(out):,} bytes (int8); not verified" in stdout
+    assert f"{out}: {os.path.getsize(out):,} bytes ({mode}); not verified" in stdout
     interpreter = Interpreter(model_path=os.fspath(out))
     types = {d["dtype"] for d in interpreter.get_tensor_details() if d["name"]}
     assert np.int8 in types
