@@ -123,7 +123,19 @@ def finetune_for_int8(
     learning_rate: float,
     steps: int | None = None,
 ) -> keras.Model:
-    """A copy of `model` whose kernels were fine-tuned with fake-quantized activations."""
+    """A copy of `model` whose kernels were fine-tuned with fake-quantized activations.
+
+    Args:
+        model: A functional Keras model with logits out (`model` is not changed).
+        train: Training data for `fit`, `(images, labels)` batches.
+        calibration: Images whose min/max start each quantizer's range.
+        epochs: Epochs of fine-tuning.
+        learning_rate: SGD learning rate (momentum 0.9).
+        steps: Steps per epoch; None for the whole of `train`.
+
+    Returns:
+        The fine-tuned copy, ready for `to_tflite`.
+    """
     tuned = keras.models.clone_model(model)
     tuned.set_weights(model.get_weights())
     graph, qat = fake_quant_graph(tuned, calibration)
