@@ -49,7 +49,7 @@ from keras_reuse import atomic, litert_rewrite
 from keras_reuse._graph import graph_nodes
 from keras_reuse.backends import require_tensorflow
 from keras_reuse.checks import check_bool
-from keras_reuse.layers import GroupedPointwiseConv
+from keras_reuse.layers import DepthwiseConv2D, GroupedPointwiseConv
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8", "int16x8")
 # The full-integer modes, calibrated on representative images.
@@ -212,8 +212,9 @@ def _export_graph(model: keras.Model, fold_batchnorm: bool) -> keras.Model:
     BatchNorm feeds a 1x1 convolution whose output goes to another of them
     (LruNet's dw -> bn -> pw -> bn), its offset moves past the convolution
     into the next one (`W(s*x + t) = W(s*x) + W t`): the same function with
-    one vector fewer to store per call. Returns `model` itself when it has
-    no graph or nothing to replace.
+    one vector fewer to store per call. `keras_reuse.layers.DepthwiseConv2D`
+    becomes Keras's. Returns `model` itself when it has no graph or nothing
+    to replace.
     """
     nodes = graph_nodes(model)
     if nodes is None:
@@ -264,12 +265,18 @@ def _export_graph(model: keras.Model, fold_batchnorm: bool) -> keras.Model:
             )
             values = [scale.reshape(1, 1, -1, 1)] + ([] if offset is None else [offset])
             stand_ins[layer.name] = (stand_in, [v.astype(np.float32) for v in values])
-    if not stand_ins:
+    # Our oneDNN-friendly depthwise subclass traces a channel repeat and a
+    # multiplier-1 convolution; the file gets Keras's op (one TFLite
+    # depthwise convolution with the multiplier), the same function.
+    stock = any(type(layer) is DepthwiseConv2D for layer in model.layers)
+    if not stand_ins and not stock:
         return model
 
     def clone(layer):
         if layer.name in stand_ins:
             return stand_ins[layer.name][0]
+        if type(layer) is DepthwiseConv2D:
+            return keras.layers.DepthwiseConv2D.from_config(layer.get_config())
         return layer.__class__.from_config(layer.get_config())
 
     graph = keras.models.clone_model(model, clone_function=clone)

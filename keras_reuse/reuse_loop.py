@@ -49,6 +49,7 @@ from keras import ops
 from keras_reuse.layers import (
     _PACKAGE,
     _conv_kernel_initializer,
+    depthwise_conv,
     fused_batch_norm_train,
     grouped_pointwise,
 )
@@ -290,7 +291,7 @@ class LruStage(keras.layers.Layer):
         def body(i, carry):
             x, dw_stats, pw_stats = carry
             residual = x
-            h = ops.depthwise_conv(x, dw_kernel, strides=1, padding="same")
+            h = depthwise_conv(x, dw_kernel, fast=fused)
             h, dw_stats = norm(h, "dw_bn", i, dw_stats)
             h = grouped_pointwise(h, pw_kernel, training, fused)
             h, pw_stats = norm(h, "pw_bn", i, pw_stats)

@@ -98,8 +98,12 @@ def test_fit_takes_the_same_steps_as_tensorflow(runs, backend, case):
     assert np.isfinite(ours["losses"]).all()
     assert ours["losses"][1] < ours["losses"][0]
     # Two SGD steps: float32 rounding differs between backends, a little.
+    # TensorFlow's oneDNN depthwise form (keras_reuse.layers.depthwise_conv)
+    # sums its kernel gradient in another order: 2.3e-6 of a float64
+    # reference against the stock op's 6.3e-7 (LruNet stage-1 shape), which
+    # two steps of training grow to about 1.1e-4 here.
     assert relative_error(ours["losses"], reference["losses"]) <= 1e-4
-    assert relative_error(ours["trained_outputs"], reference["trained_outputs"]) <= 1e-4
+    assert relative_error(ours["trained_outputs"], reference["trained_outputs"]) <= 2e-4
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -197,3 +197,83 @@ def test_fused_batchnorm_generic_path_equals_the_tensorflow_fast_path(generic_pa
         )
     for a, b in zip(s_generic, s_fast, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------ the oneDNN depthwise form --
+
+_DEPTHWISE_CASES = [
+    {"kernel_size": 3, "padding": "same", "depth_multiplier": 2, "use_bias": False},
+    {"kernel_size": 3, "strides": 2, "padding": "valid", "depth_multiplier": 3},
+    {"kernel_size": 3, "dilation_rate": 2, "padding": "same", "depth_multiplier": 2},
+    {"kernel_size": (3, 1), "depth_multiplier": 1, "activation": "relu"},
+]
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("config", _DEPTHWISE_CASES)
+def test_depthwise_conv2d_equals_keras_forward_and_gradients(config, policy):
+    from keras_reuse.layers import DepthwiseConv2D
+
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 9, 8, 6)).astype(np.float32)
+    ours = DepthwiseConv2D(bias_initializer="random_normal", dtype=policy, **config)
+    stock = keras.layers.DepthwiseConv2D(dtype=policy, **config)
+    ours.build(x.shape)
+    stock.build(x.shape)
+    stock.set_weights(ours.get_weights())
+    inputs = keras.ops.convert_to_numpy(keras.ops.cast(x, ours.compute_dtype))
+    upstream = rng.standard_normal(ours.compute_output_shape(x.shape)).astype(np.float32)
+    y_ours, g_ours = _forward_and_gradients(ours, inputs, True, upstream)
+    y_stock, g_stock = _forward_and_gradients(stock, inputs, True, upstream)
+    tol = 1e-5 if policy == "float32" else 3e-2
+    assert y_ours.dtype == y_stock.dtype
+    np.testing.assert_allclose(
+        np.asarray(y_ours, np.float32), np.asarray(y_stock, np.float32), rtol=tol, atol=tol
+    )
+    for a, b in zip(g_ours, g_stock, strict=True):
+        np.testing.assert_allclose(
+            np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=10 * tol, atol=10 * tol
+        )
+
+
+def _depthwise_filter_multipliers(layer, shape) -> list[int]:
+    """The depth multiplier of every depthwise op TensorFlow traces for `layer`."""
+    import tensorflow as tf
+
+    graph = (
+        tf.function(lambda x: layer(x))
+        .get_concrete_function(tf.TensorSpec(shape, tf.float32))
+        .graph
+    )
+    return [
+        int(op.inputs[1].shape[-1])
+        for op in graph.get_operations()
+        if op.type == "DepthwiseConv2dNative"
+    ]
+
+
+def test_depthwise_conv2d_runs_multiplier_one_where_tensorflow_uses_onednn():
+    from keras_reuse.layers import DepthwiseConv2D, _onednn_cpu
+
+    layer = DepthwiseConv2D(3, padding="same", depth_multiplier=2)
+    expected = [1] if _onednn_cpu() else [2]
+    assert _depthwise_filter_multipliers(layer, (2, 5, 5, 4)) == expected
+    # Keras's own layer keeps the multiplier-2 op: the test can tell them apart.
+    stock = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)
+    assert _depthwise_filter_multipliers(stock, (2, 5, 5, 4)) == [2]
+
+
+def test_depthwise_conv2d_loads_weights_saved_from_keras_layer(tmp_path):
+    from keras_reuse.layers import DepthwiseConv2D
+
+    def model(cls):
+        inputs = keras.Input((5, 5, 4))
+        return keras.Model(inputs, cls(3, depth_multiplier=2, name="dw")(inputs))
+
+    stock = model(keras.layers.DepthwiseConv2D)
+    path = tmp_path / "stock.weights.h5"
+    stock.save_weights(path)
+    ours = model(DepthwiseConv2D)
+    ours.load_weights(path)
+    for a, b in zip(ours.get_weights(), stock.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

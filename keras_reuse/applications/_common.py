@@ -35,11 +35,14 @@ class LayerTypes:
         norm: BatchNormalization-like class (`momentum`, `epsilon`, `name`).
         pointwise: Grouped 1x1 convolution (`filters`, `groups`, `name`).
         shuffle: Channel shuffle (`groups`, `swap_halves`, `name`).
+        depthwise: DepthwiseConv2D-like class (Keras's keywords); Keras's
+            own unless a network names another.
     """
 
     norm: Callable[..., Any]
     pointwise: Callable[..., Any]
     shuffle: Callable[..., Any]
+    depthwise: Callable[..., Any] = keras.layers.DepthwiseConv2D
 
 
 def check_top_arguments(

@@ -26,6 +26,7 @@ from keras_reuse.applications import _common, lrunet_presets
 from keras_reuse.applications._registry import register_model, register_preset
 from keras_reuse.layers import (
     ChannelShuffle,
+    DepthwiseConv2D,
     FusedBatchNormalization,
     GroupedPointwiseConv,
     _conv_kernel_initializer,
@@ -39,9 +40,11 @@ _GROUPS = 8
 _MIN_SIZE = 28
 
 
-# The fused BatchNorm subclass: same weights and semantics as Keras's, much
-# faster training.
-_LAYER_TYPES = _common.LayerTypes(FusedBatchNormalization, GroupedPointwiseConv, ChannelShuffle)
+# The fused BatchNorm and the oneDNN-friendly depthwise subclasses: same
+# weights and semantics as Keras's, much faster training.
+_LAYER_TYPES = _common.LayerTypes(
+    FusedBatchNormalization, GroupedPointwiseConv, ChannelShuffle, DepthwiseConv2D
+)
 
 
 def _batch_norm(name: str, types: _common.LayerTypes) -> layers.BatchNormalization:
@@ -65,7 +68,7 @@ def _lru_stage(
     x: Any, planes: int, layer_reuse: int, prefix: str, types: _common.LayerTypes
 ) -> Any:
     """One LruNet stage (layers named `{prefix}_*`): a dw+pw pair applied `layer_reuse` times."""
-    depthwise = layers.DepthwiseConv2D(
+    depthwise = types.depthwise(
         3,
         padding="same",
         depth_multiplier=2,
