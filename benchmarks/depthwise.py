@@ -17,16 +17,13 @@ are timed. Writes `depthwise.json` and `depthwise.md` (atomically) to
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import platform
 import time
 
 import numpy as np
 from absl import app, flags
 
 from benchmarks import measure
-from keras_reuse import atomic
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 128, "Images per step.")
@@ -128,7 +125,7 @@ def main(argv: list[str]) -> None:
     onednn = _onednn_cpu()
     rows = op_rows(FLAGS.batch_size, FLAGS.calls, FLAGS.repeats)
     rates = training_rates(FLAGS.layer_reuse, FLAGS.batch_size, FLAGS.steps, FLAGS.repeats)
-    machine = f"{measure.cpu_model()} ({os.cpu_count()} cores), {platform.python_version()}"
+    machine = measure.machine()
     flags_given = [
         f"--{n}={FLAGS[n].value}"
         for n in ("batch_size", "repeats", "calls", "steps", "layer_reuse")
@@ -157,13 +154,9 @@ def main(argv: list[str]) -> None:
         f"| speed-up | {rates['ours'] / rates['keras']:.2f}x |",
     ]
     table = "\n".join(lines) + "\n"
-    print(table)
     payload = {"command": command, "machine": machine, "onednn": onednn, "ops": rows}
     payload["training_images_per_s"] = rates
-    atomic.write_text(
-        os.path.join(FLAGS.output_dir, "depthwise.json"), json.dumps(payload, indent=2)
-    )
-    atomic.write_text(os.path.join(FLAGS.output_dir, "depthwise.md"), table)
+    measure.write_results(FLAGS.output_dir, "depthwise", payload, table)
 
 
 if __name__ == "__main__":

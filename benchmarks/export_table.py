@@ -15,15 +15,12 @@ agreement with Keras), and times one batch-1 `invoke`. Writes
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import tempfile
 
 from absl import app, flags, logging
 
 from benchmarks import measure
-from keras_reuse import atomic
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["fmnist_lru1", "fmnist_lru10", "cifar10_lru14"], "Rows to measure.")
@@ -148,18 +145,13 @@ def main(argv: list[str]) -> None:
                 f"--models must name rows from {sorted(CHECKPOINTS)}. Received: {name!r}"
             )
     os.makedirs(FLAGS.output_dir, exist_ok=True)
-    machine = f"{measure.cpu_model()} ({os.cpu_count()} cores), {platform.python_version()}"
+    machine = measure.machine()
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         for name in FLAGS.models:
             rows.extend(measure_checkpoint(name, directory))
     table = markdown(rows, machine)
-    print(table)
-    atomic.write_text(
-        os.path.join(FLAGS.output_dir, "export.json"),
-        json.dumps({"machine": machine, "rows": rows}, indent=2),
-    )
-    atomic.write_text(os.path.join(FLAGS.output_dir, "export.md"), table)
+    measure.write_results(FLAGS.output_dir, "export", {"machine": machine, "rows": rows}, table)
 
 
 if __name__ == "__main__":

@@ -298,13 +298,10 @@ def main(argv: list[str]) -> None:
         except Exception as error:
             payload["published_accuracy"] = {"error": f"{type(error).__name__}: {error}"}
     table = markdown(payload)
-    print(table)
     if FLAGS.output_dir:
-        from keras_reuse import atomic
-
-        os.makedirs(FLAGS.output_dir, exist_ok=True)
-        atomic.write_text(os.path.join(FLAGS.output_dir, "gpu.json"), json.dumps(payload, indent=2))
-        atomic.write_text(os.path.join(FLAGS.output_dir, "gpu.md"), table)
+        measure.write_results(FLAGS.output_dir, "gpu", payload, table)
+    else:
+        print(table)
 
 
 if __name__ == "__main__":

@@ -38,9 +38,7 @@ Writes `int8_layouts.json` and `int8_layouts.md` (atomically) to `--output_dir`.
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import tempfile
 from collections.abc import Callable
 
@@ -57,7 +55,6 @@ from benchmarks.tflite_rewrites import (
     share_zero_biases,
     strip_tensor_names,
 )
-from keras_reuse import atomic
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "lrunet10_fashion_mnist", "Published LruNet (a Fashion-MNIST one).")
@@ -184,16 +181,12 @@ def main(argv: list[str]) -> None:
         usable = sorted(n for n, p in PRESETS.items() if p.eval_dataset is not None)
         raise app.UsageError(f"--preset must be one of {usable}. Received: {FLAGS.preset!r}")
     os.makedirs(FLAGS.output_dir, exist_ok=True)
-    machine = f"{measure.cpu_model()} ({os.cpu_count()} cores), {platform.python_version()}"
+    machine = measure.machine()
     with tempfile.TemporaryDirectory() as directory:
         rows, params = measure_layouts(directory)
     table = markdown(rows, params, machine)
-    print(table)
-    atomic.write_text(
-        os.path.join(FLAGS.output_dir, "int8_layouts.json"),
-        json.dumps({"machine": machine, "preset": FLAGS.preset, "rows": rows}, indent=2),
-    )
-    atomic.write_text(os.path.join(FLAGS.output_dir, "int8_layouts.md"), table)
+    payload = {"machine": machine, "preset": FLAGS.preset, "rows": rows}
+    measure.write_results(FLAGS.output_dir, "int8_layouts", payload, table)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,7 @@ Writes `int8_qat.json` and `int8_qat.md` (atomically) to `--output_dir`.
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import tempfile
 import time
 
@@ -22,7 +20,6 @@ import numpy as np
 from absl import app, flags, logging
 
 from benchmarks import measure
-from keras_reuse import atomic
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "lrunet10_fashion_mnist", "Published LruNet (a Fashion-MNIST one).")
@@ -112,7 +109,7 @@ def main(argv: list[str]) -> None:
         steps = f"{FLAGS.steps} steps" if FLAGS.steps else "epoch"
         label = f"QAT fine-tuned, {FLAGS.epochs} x {steps} of {FLAGS.batch_size}"
         rows += _rows(tuned, label, params, calibration, test, directory)
-    machine = f"{measure.cpu_model()} ({os.cpu_count()} cores), {platform.python_version()}"
+    machine = measure.machine()
     flags_used = [f"--{n}={FLAGS[n].value}" for n in _OWN if FLAGS[n].present]
     command = " ".join(["python -m benchmarks.int8_qat", *flags_used])
     lines = [
@@ -131,12 +128,8 @@ def main(argv: list[str]) -> None:
             f"{r['top1_agreement']:.2%} |"
         )
     table = "\n".join(lines) + "\n"
-    print(table)
-    atomic.write_text(
-        os.path.join(FLAGS.output_dir, "int8_qat.json"),
-        json.dumps({"machine": machine, "seconds": seconds, "rows": rows}, indent=2),
-    )
-    atomic.write_text(os.path.join(FLAGS.output_dir, "int8_qat.md"), table)
+    payload = {"machine": machine, "seconds": seconds, "rows": rows}
+    measure.write_results(FLAGS.output_dir, "int8_qat", payload, table)
 
 
 if __name__ == "__main__":

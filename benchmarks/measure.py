@@ -30,6 +30,25 @@ LEARNING_RATE = 0.01
 WEIGHT_DECAY = 5e-4
 
 
+def machine() -> str:
+    """A report's machine line: CPU model, core count and Python version."""
+    return f"{cpu_model()} ({os.cpu_count()} cores), {platform.python_version()}"
+
+
+def write_results(output_dir: str, stem: str, payload: dict, table: str) -> None:
+    """Prints a benchmark's Markdown table and writes it with its JSON payload.
+
+    Writes `{stem}.json` and `{stem}.md` into `output_dir` (created if
+    needed), each atomically.
+    """
+    from keras_reuse import atomic
+
+    print(table)
+    os.makedirs(output_dir, exist_ok=True)
+    atomic.write_text(os.path.join(output_dir, f"{stem}.json"), json.dumps(payload, indent=2))
+    atomic.write_text(os.path.join(output_dir, f"{stem}.md"), table)
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as file:
