@@ -15,16 +15,13 @@ transpose / reshape. Writes `litert_ops.json` and `litert_ops.md`
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import tempfile
 
 import numpy as np
 from absl import app, flags
 
 from benchmarks import measure
-from keras_reuse import atomic
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("latency_calls", 300, "Batch-1 invokes per latency median.")
@@ -127,7 +124,7 @@ def main(argv: list[str]) -> None:
                 row[f"{label}_ms"] = measure.tflite_file_latency_ms(path, FLAGS.latency_calls)
                 row[f"{label}_partitions"] = _partitions(path)
             rows.append(row)
-    machine = f"{measure.cpu_model()} ({os.cpu_count()} cores), {platform.python_version()}"
+    machine = measure.machine()
     command = "python -m benchmarks.litert_ops" + (
         f" --latency_calls={FLAGS.latency_calls}" if FLAGS["latency_calls"].present else ""
     )
@@ -146,12 +143,7 @@ def main(argv: list[str]) -> None:
             f"{r['int8_partitions']} |"
         )
     table = "\n".join(lines) + "\n"
-    print(table)
-    atomic.write_text(
-        os.path.join(FLAGS.output_dir, "litert_ops.json"),
-        json.dumps({"machine": machine, "rows": rows}, indent=2),
-    )
-    atomic.write_text(os.path.join(FLAGS.output_dir, "litert_ops.md"), table)
+    measure.write_results(FLAGS.output_dir, "litert_ops", {"machine": machine, "rows": rows}, table)
 
 
 if __name__ == "__main__":
