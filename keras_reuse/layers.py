@@ -22,9 +22,9 @@ generic code (tests/test_layers.py, forward and gradient):
 * `DepthwiseConv2D` with a depth multiplier above 1, where TensorFlow runs
   its CPU kernels through oneDNN (its default on x86): the same convolution
   as a multiplier-1 depthwise convolution of the channel-repeated input.
-  oneDNN's multiplier-2 kernels run 2-3x slower, forward and backward, than
-  its multiplier-1 kernels on the same output (measured, README
-  "Performance").
+  oneDNN's multiplier-2 kernels for the forward pass and the input
+  gradient run 2-3x slower than its multiplier-1 kernels on the same output
+  (measured, README "Performance").
 
 The choices were measured on CPU (README, "Performance"). On a GPU the same
 code runs (cuDNN serves the grouped conv2d and the fused BatchNorm), and
@@ -125,8 +125,9 @@ def depthwise_conv(x, kernel, strides=1, padding: str = "same", dilation_rate=1,
     On TensorFlow's CPU with oneDNN (TensorFlow's default on x86) and M > 1,
     the input's channels are repeated M times and convolved with multiplier
     1: the same products and sums, in the kernel layout oneDNN serves fast.
-    Measured on a 2-core AVX2 CPU at LruNet-14's shapes (batch 128, M = 2):
-    forward plus both gradients 1.3-3.1x faster per stage than the stock op.
+    Measured on this project's 2-core AMD EPYC at LruNet-14's shapes (batch
+    128, M = 2; `python -m benchmarks.depthwise`): forward plus both
+    gradients 1.4-3.1x faster per stage than the stock op.
 
     Args:
         x: Activations `(N, H, W, C)`.
