@@ -10,13 +10,14 @@ one run and interleaved: the forward pass with both gradients at each
 LruNet-14 stage's shape (CIFAR input, `--batch_size`), and whole LruNet-14
 training steps (`model.fit`, the steady step) built with Keras's
 `DepthwiseConv2D` and with ours. Both forms are checked equal before they
-are timed. Writes `depthwise.json` and `depthwise.md` (atomically) to
-`--output_dir`.
+are timed. With `--memory` (the default) it also trains each LruNet-14, and
+PyTorch's for reference, in a fresh process and reports the peak resident
+memory (`benchmarks.measure.peak_memory`, as `benchmarks.run` does).
+Writes `depthwise.json` and `depthwise.md` (atomically) to `--output_dir`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 
@@ -30,9 +31,11 @@ flags.DEFINE_integer("batch_size", 128, "Images per step.")
 flags.DEFINE_integer("repeats", 3, "Interleaved rounds; medians are reported.")
 flags.DEFINE_integer("calls", 20, "Op calls per round at each stage shape.")
 flags.DEFINE_integer("steps", 4, "Training steps per round (after one opening step).")
-flags.DEFINE_integer("layer_reuse", 14, "The LruNet trained (N).")
+flags.DEFINE_bool("memory", True, "Also measure peak RSS of training, in fresh processes.")
 flags.DEFINE_string("output_dir", "benchmarks/results", "Where depthwise.json/.md go.")
 
+# The LruNet-14 trained with each layer (benchmarks.models names).
+TRAINED = {"keras": "lrunet14_keras_depthwise", "ours": "lrunet14"}
 # LruNet at a 32x32 input: each stage's (side, input channels); multiplier 2.
 _STAGES = {"stage1": (16, 64), "stage2": (8, 128), "stage3": (4, 256), "stage4": (4, 512)}
 
@@ -90,33 +93,40 @@ def op_rows(batch: int, calls: int, repeats: int) -> list[dict]:
     return rows
 
 
-def training_rates(layer_reuse: int, batch: int, steps: int, repeats: int) -> dict[str, float]:
-    """Steady LruNet training images/s with Keras's and our depthwise layer."""
+def training_rates(batch: int, steps: int, repeats: int) -> dict[str, float]:
+    """Steady LruNet-14 training images/s with Keras's and our depthwise layer."""
     import keras
 
-    from keras_reuse.applications import lrunet
+    from benchmarks import models
 
-    variants = {
-        "keras": dataclasses.replace(lrunet._LAYER_TYPES, depthwise=keras.layers.DepthwiseConv2D),
-        "ours": lrunet._LAYER_TYPES,
-    }
     trainers = {}
-    for name, types in variants.items():
+    for name, model_name in TRAINED.items():
         keras.utils.set_random_seed(0)
-        model = lrunet.LruNet(
-            10, layer_reuse=layer_reuse, classifier_activation=None, _layer_types=types
-        )
-        trainers[name] = measure.KerasTrainer(model, batch, warmup=2)
-    rates: dict[str, list[float]] = {name: [] for name in variants}
+        trainers[name] = measure.KerasTrainer(models.keras_model(model_name), batch, warmup=2)
+    rates: dict[str, list[float]] = {name: [] for name in TRAINED}
     for _ in range(repeats):
         for name, trainer in trainers.items():
             rates[name].append(trainer.run(steps)["steady"])
     return {name: measure.median(r) for name, r in rates.items()}
 
 
+def peak_memory(batch: int, steps: int) -> dict[str, dict]:
+    """Peak RSS of LruNet-14 training with each layer and in PyTorch, each in a fresh process."""
+    specs = {name: {"kind": "keras", "model": m} for name, m in TRAINED.items()}
+    specs["torch"] = {"kind": "torch", "model": TRAINED["ours"]}
+    return {
+        name: measure.peak_memory({**spec, "batch_size": batch, "steps": steps})
+        for name, spec in specs.items()
+    }
+
+
+def _memory_cell(figures: dict, key: str) -> str:
+    return f"{figures[key]:,.0f}" if key in figures else figures.get("error", "n/a")
+
+
 def main(argv: list[str]) -> None:
     del argv
-    for name in ("batch_size", "repeats", "calls", "steps", "layer_reuse"):
+    for name in ("batch_size", "repeats", "calls", "steps"):
         if FLAGS[name].value < 1:
             raise app.UsageError(f"--{name}={FLAGS[name].value}: must be an integer >= 1")
     os.makedirs(FLAGS.output_dir, exist_ok=True)
@@ -124,11 +134,12 @@ def main(argv: list[str]) -> None:
 
     onednn = _onednn_cpu()
     rows = op_rows(FLAGS.batch_size, FLAGS.calls, FLAGS.repeats)
-    rates = training_rates(FLAGS.layer_reuse, FLAGS.batch_size, FLAGS.steps, FLAGS.repeats)
+    rates = training_rates(FLAGS.batch_size, FLAGS.steps, FLAGS.repeats)
+    memory = peak_memory(FLAGS.batch_size, FLAGS.steps) if FLAGS.memory else {}
     machine = measure.machine()
     flags_given = [
         f"--{n}={FLAGS[n].value}"
-        for n in ("batch_size", "repeats", "calls", "steps", "layer_reuse")
+        for n in ("batch_size", "repeats", "calls", "steps", "memory")
         if FLAGS[n].present
     ]
     command = " ".join(["python -m benchmarks.depthwise", *flags_given])
@@ -147,15 +158,33 @@ def main(argv: list[str]) -> None:
         )
     lines += [
         "",
-        f"| LruNet-{FLAGS.layer_reuse} training, batch {FLAGS.batch_size} | images/s |",
+        f"| LruNet-14 training, batch {FLAGS.batch_size} | images/s |",
         "|---|---:|",
         f"| Keras's DepthwiseConv2D | {rates['keras']:.1f} |",
         f"| keras_reuse.layers.DepthwiseConv2D | {rates['ours']:.1f} |",
         f"| speed-up | {rates['ours'] / rates['keras']:.2f}x |",
     ]
+    if memory:
+        labels = {
+            "keras": "Keras's DepthwiseConv2D",
+            "ours": "keras_reuse.layers.DepthwiseConv2D",
+            "torch": "PyTorch (reference)",
+        }
+        lines += [
+            "",
+            f"| LruNet-14 training, fresh process, {FLAGS.steps + 1} steps "
+            "| RSS before training MB | peak RSS MB |",
+            "|---|---:|---:|",
+        ]
+        for name, figures in memory.items():
+            lines.append(
+                f"| {labels[name]} | {_memory_cell(figures, 'rss_before_mb')} "
+                f"| {_memory_cell(figures, 'peak_rss_mb')} |"
+            )
     table = "\n".join(lines) + "\n"
     payload = {"command": command, "machine": machine, "onednn": onednn, "ops": rows}
     payload["training_images_per_s"] = rates
+    payload["peak_memory"] = memory
     measure.write_results(FLAGS.output_dir, "depthwise", payload, table)
 
 

@@ -26,6 +26,12 @@ MODELS = {
         "lrunet",
         {"layer_reuse": 14, "reuse_loop": False},
     ),
+    # Keras's own DepthwiseConv2D in place of ours (benchmarks.depthwise).
+    "lrunet14_keras_depthwise": (
+        "LruNet-14, Keras's DepthwiseConv2D",
+        "lrunet",
+        {"layer_reuse": 14, "keras_depthwise": True},
+    ),
     "sharesnet164": ("ShaResNet-164 (shared)", "sharesnet164", {"share": True}),
     "resnet164": ("ResNet-164 (unshared)", "sharesnet164", {"share": False}),
 }
@@ -87,6 +93,16 @@ def keras_model(name: str, policy: str = "float32", naive: bool = False) -> Any:
     from keras_reuse.precision import dtype_policy_scope
 
     _, constructor, kwargs = MODELS[name]
+    if kwargs.get("keras_depthwise"):
+        import dataclasses
+
+        import keras
+
+        from keras_reuse.applications import lrunet
+
+        types = dataclasses.replace(lrunet._LAYER_TYPES, depthwise=keras.layers.DepthwiseConv2D)
+        kwargs = {k: v for k, v in kwargs.items() if k != "keras_depthwise"}
+        kwargs["_layer_types"] = types
     if naive:
         # The naive layer types replace the unrolled network's layers.
         kwargs = {**kwargs, "_layer_types": _naive_layer_types(), "reuse_loop": False}

@@ -210,3 +210,23 @@ def test_pipeline_benchmark_times_two_epochs_and_training(tmp_path):
         result["pipeline"]["cached_epoch_images_per_s"] / rate
     )
     assert "fashion_mnist" in done.stdout and os.listdir(tmp_path) == ["pipeline.json"]
+
+
+def test_the_depthwise_a_b_builds_keras_layer_against_ours():
+    # benchmarks.depthwise trains these two; they must differ only there.
+    import keras
+
+    from benchmarks import models
+    from keras_reuse import layers
+
+    def depthwise_classes(name):
+        model = models.keras_model(name)
+        found = [type(x) for x in model.layers if isinstance(x, keras.layers.DepthwiseConv2D)]
+        return model, set(found), len(found)
+
+    stock, stock_classes, stock_count = depthwise_classes("lrunet14_keras_depthwise")
+    ours, ours_classes, ours_count = depthwise_classes("lrunet14")
+    assert stock_classes == {keras.layers.DepthwiseConv2D}
+    assert ours_classes == {layers.DepthwiseConv2D}
+    assert stock_count == ours_count == 4
+    assert [w.shape for w in stock.weights] == [w.shape for w in ours.weights]
