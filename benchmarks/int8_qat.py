@@ -4,7 +4,8 @@
 
 Exports the published Fashion-MNIST LruNet-10 (`--preset`) to int8 as it is
 and after `--epochs` of fine-tuning on the training split with a fake
-quantizer after every op of the export graph (`benchmarks.qat`), in both int8
+quantizer after every op of the export graph (`benchmarks.qat`; with
+`--fake_quant_weights` every kernel is fake-quantized too), in both int8
 layouts, and verifies every file with LiteRT (XNNPACK) on the test split:
 top-1 agreement with the Keras model it was exported from, and accuracy.
 Writes `int8_qat.json` and `int8_qat.md` (atomically) to `--output_dir`.
@@ -25,13 +26,25 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "lrunet10_fashion_mnist", "Published LruNet (a Fashion-MNIST one).")
 flags.DEFINE_integer("epochs", 1, "Fine-tuning epochs with fake-quantized activations.")
 flags.DEFINE_float("learning_rate", 1e-3, "SGD (momentum 0.9) learning rate of the fine-tuning.")
+flags.DEFINE_bool(
+    "fake_quant_weights", False, "Fake-quantize the kernels to int8 too (per channel)."
+)
 flags.DEFINE_integer("steps", None, "Steps per epoch (default: the whole training split).")
 flags.DEFINE_integer("batch_size", 128, "Fine-tuning batch size.")
 flags.DEFINE_integer("calibration", 500, "Training images that calibrate int8 and the ranges.")
 flags.DEFINE_integer("test_examples", None, "Test images to verify on (default: all).")
 flags.DEFINE_string("output_dir", "benchmarks/results", "Where int8_qat.json/.md go.")
 
-_OWN = ("preset", "epochs", "learning_rate", "steps", "batch_size", "calibration", "test_examples")
+_OWN = (
+    "preset",
+    "epochs",
+    "learning_rate",
+    "fake_quant_weights",
+    "steps",
+    "batch_size",
+    "calibration",
+    "test_examples",
+)
 
 
 def _rows(model, name: str, params: int, calibration, test, directory: str) -> list[dict]:
@@ -103,11 +116,18 @@ def main(argv: list[str]) -> None:
         rows += _rows(model, "published", params, calibration, test, directory)
         start = time.perf_counter()
         tuned = finetune_for_int8(
-            model, train, calibration, FLAGS.epochs, FLAGS.learning_rate, FLAGS.steps
+            model,
+            train,
+            calibration,
+            FLAGS.epochs,
+            FLAGS.learning_rate,
+            FLAGS.steps,
+            weights=FLAGS.fake_quant_weights,
         )
         seconds = time.perf_counter() - start
         steps = f"{FLAGS.steps} steps" if FLAGS.steps else "epoch"
-        label = f"QAT fine-tuned, {FLAGS.epochs} x {steps} of {FLAGS.batch_size}"
+        what = "activations and weights" if FLAGS.fake_quant_weights else "activations"
+        label = f"QAT ({what}), {FLAGS.epochs} x {steps} of {FLAGS.batch_size}"
         rows += _rows(tuned, label, params, calibration, test, directory)
     machine = measure.machine()
     flags_used = [f"--{n}={FLAGS[n].value}" for n in _OWN if FLAGS[n].present]

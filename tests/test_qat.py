@@ -3,9 +3,17 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from benchmarks.qat import FakeQuant, copy_kernels, fake_quant_graph
+from benchmarks.qat import (
+    _KERNELS,
+    FakeQuant,
+    QuantizedKernel,
+    copy_kernels,
+    fake_quant_graph,
+)
 from keras_reuse import LruNet
+from keras_reuse.layers import GroupedPointwiseConv
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +66,52 @@ def test_the_range_follows_training_batches():
     layer(np.full((1, 4), 3.0, np.float32), training=True)
     assert float(layer.high.numpy()) == pytest.approx(2.0)  # 0.5 * 1 + 0.5 * 3
     assert float(layer.low.numpy()) == 0.0  # the range keeps 0
+
+
+# Each kernel layer with the axes its per-output-channel int8 scale reduces.
+_KERNEL_LAYERS = {
+    "conv": (lambda: keras.layers.Conv2D(6, 3, strides=2, use_bias=True), (0, 1, 2)),
+    "depthwise": (
+        lambda: keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, use_bias=False),
+        (0, 1),
+    ),
+    "grouped": (lambda: GroupedPointwiseConv(8, groups=2), (1,)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_KERNEL_LAYERS))
+def test_quantized_kernel_runs_the_layer_with_its_int8_kernel(kind):
+    make, axes = _KERNEL_LAYERS[kind]
+    layer = make()
+    x = tf.constant(np.random.default_rng(1).standard_normal((2, 9, 9, 4), np.float32))
+    float_out = layer(x).numpy()
+    kernel = layer.kernel.numpy()
+    scale = np.abs(kernel).max(axis=axes, keepdims=True) / 127.0
+    int8 = np.clip(np.round(kernel / scale), -127, 127) * scale
+    wrapped = QuantizedKernel(layer)
+    with tf.GradientTape() as tape:
+        out = wrapped(x)
+        loss = tf.reduce_sum(out * out)
+    grad = tape.gradient(loss, layer.kernel.value)
+    assert wrapped.trainable_weights and layer.kernel in wrapped.trainable_weights
+    assert not np.allclose(out.numpy(), float_out, atol=1e-6)  # the rounding shows
+    layer.kernel.assign(int8)
+    with tf.GradientTape() as tape:
+        expected = layer(x)
+        loss = tf.reduce_sum(expected * expected)
+    # Straight through: the gradient of the op at the int8 kernel.
+    expected_grad = tape.gradient(loss, layer.kernel.value)
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grad.numpy(), expected_grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_weights_true_wraps_each_kernel_layer_once(small):
+    model, _, _, images = small
+    graph, qat = fake_quant_graph(model, images, weights=True)
+    kernels = {id(layer) for layer in graph.layers if isinstance(layer, _KERNELS)}
+    wrapped = [layer for layer in qat.layers if isinstance(layer, QuantizedKernel)]
+    assert kernels and {id(w.layer) for w in wrapped} == kernels
+    assert len(wrapped) == len(kernels)  # a shared kernel is one wrapper, called per reuse
+    outputs = qat(images, training=False).numpy()
+    expected = model(images, training=False).numpy()
+    assert 0 < np.abs(outputs - expected).max() <= 0.25 * np.abs(expected).max()
