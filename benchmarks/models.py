@@ -26,11 +26,12 @@ MODELS = {
         "lrunet",
         {"layer_reuse": 14, "reuse_loop": False},
     ),
-    # Keras's own DepthwiseConv2D in place of ours (benchmarks.depthwise).
+    # Keras's own DepthwiseConv2D in place of ours (benchmarks.depthwise);
+    # unrolled, since the looped stage does not build from layer types.
     "lrunet14_keras_depthwise": (
         "LruNet-14, Keras's DepthwiseConv2D",
         "lrunet",
-        {"layer_reuse": 14, "keras_depthwise": True},
+        {"layer_reuse": 14, "reuse_loop": False, "keras_depthwise": True},
     ),
     "sharesnet164": ("ShaResNet-164 (shared)", "sharesnet164", {"share": True}),
     "resnet164": ("ResNet-164 (unshared)", "sharesnet164", {"share": False}),
@@ -80,6 +81,9 @@ def label(name: str) -> str:
 
 def keras_model(name: str, policy: str = "float32", naive: bool = False) -> Any:
     """The Keras network `name` under the dtype policy `policy`.
+
+    A `keras_depthwise` entry in a model's keyword arguments builds it with
+    Keras's `DepthwiseConv2D` in place of `keras_reuse.layers.DepthwiseConv2D`.
 
     Args:
         name: A key of `MODELS`.

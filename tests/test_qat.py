@@ -115,3 +115,9 @@ def test_weights_true_wraps_each_kernel_layer_once(small):
     outputs = qat(images, training=False).numpy()
     expected = model(images, training=False).numpy()
     assert 0 < np.abs(outputs - expected).max() <= 0.25 * np.abs(expected).max()
+
+
+def test_a_grouped_conv2d_is_refused_with_its_groups():
+    layer = keras.layers.Conv2D(4, 1, groups=2, name="grouped_conv")
+    with pytest.raises(ValueError, match=r"'grouped_conv': groups=2 is not supported"):
+        QuantizedKernel(layer)
