@@ -7,7 +7,8 @@ CIFAR-10 LruNet-14) from the package's presets (`lrunet_presets.PRESETS`,
 no torch needed), exports
 each in every mode of `keras_reuse.export.to_tflite` (float32, float32 with
 `fold_batchnorm=True`, float16, dynamic, int8 as converted and in the
-compact layout, and int16x8, calibrated on training images),
+compact layout, int8 by the AI Edge Quantizer, also compact and with
+stage 1 in 16-bit activations, and int16x8, calibrated on training images),
 verifies each file with LiteRT on the whole test split (accuracy and top-1
 agreement with Keras), and times one batch-1 `invoke`. Writes
 `export.json` and `export.md` (atomically) to `--output_dir`.
@@ -16,6 +17,7 @@ agreement with Keras), and times one batch-1 `invoke`. Writes
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 
 from absl import app, flags, logging
@@ -26,7 +28,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["fmnist_lru1", "fmnist_lru10", "cifar10_lru14"], "Rows to measure.")
 flags.DEFINE_integer("calibration", 500, "Training images that calibrate int8 and int16x8.")
 flags.DEFINE_integer("test_examples", None, "Verify on this many test images (default: all).")
-flags.DEFINE_integer("latency_calls", 200, "Batch-1 invokes per latency median.")
+flags.DEFINE_integer("latency_calls", 200, "Batch-1 invokes per file for its latency.")
+flags.DEFINE_integer("latency_rounds", 5, "Interleaved rounds the invokes are split into.")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).")
 flags.DEFINE_string("output_dir", "benchmarks/results", "Where export.json/.md go.")
 
@@ -36,16 +39,30 @@ CHECKPOINTS = {
     "fmnist_lru10": "lrunet10_fashion_mnist",
     "cifar10_lru14": "lrunet14_cifar10",
 }
-# (column label, quantization, fold_batchnorm, int8_layout)
+# (column label, quantization, fold_batchnorm, int8_layout, quantizer, int16_layers)
 MODES = (
-    ("float32", None, False, "converter"),
-    ("float32, BN folded", None, True, "converter"),
-    ("float16", "float16", False, "converter"),
-    ("dynamic", "dynamic", False, "converter"),
-    ("int8", "int8", False, "converter"),
-    ("int8, compact", "int8", False, "compact"),
-    ("int16x8", "int16x8", False, "converter"),
+    ("float32", None, False, "converter", "converter", None),
+    ("float32, BN folded", None, True, "converter", "converter", None),
+    ("float16", "float16", False, "converter", "converter", None),
+    ("dynamic", "dynamic", False, "converter", "converter", None),
+    ("int8", "int8", False, "converter", "converter", None),
+    ("int8, compact", "int8", False, "compact", "converter", None),
+    ("int8, AI Edge Quantizer", "int8", False, "converter", "ai_edge_quantizer", None),
+    ("int8, AI Edge Quantizer, compact", "int8", False, "compact", "ai_edge_quantizer", None),
+    (
+        "int8, AI Edge Quantizer, stage 1 in int16",
+        "int8",
+        False,
+        "converter",
+        "ai_edge_quantizer",
+        "stage1_",
+    ),
+    ("int16x8", "int16x8", False, "converter", "converter", None),
 )
+
+
+def _slug(mode: str) -> str:
+    return re.sub("[^a-z0-9]+", "-", mode.lower())
 
 
 def measure_checkpoint(name: str, directory: str) -> list[dict]:
@@ -72,9 +89,9 @@ def measure_checkpoint(name: str, directory: str) -> list[dict]:
         data_dir=FLAGS.data_dir,
     )
     rows = []
-    for mode, quantization, fold, int8_layout in MODES:
+    for mode, quantization, fold, int8_layout, quantizer, int16_layers in MODES:
         logging.info("%s: exporting %s", label, mode)
-        path = os.path.join(directory, f"{name}-{mode.replace(', ', '-')}.tflite")
+        path = os.path.join(directory, f"{name}-{_slug(mode)}.tflite")
         report = to_tflite(
             model,
             path,
@@ -82,6 +99,8 @@ def measure_checkpoint(name: str, directory: str) -> list[dict]:
             representative_data=calibration if quantization in CALIBRATED else None,
             fold_batchnorm=fold,
             int8_layout=int8_layout,
+            quantizer=quantizer,
+            int16_layers=int16_layers,
             verification_data=test,
             # Report the agreement whatever it is; the library's default bars
             # (99%; int8 98%) are what `to_tflite` enforces for users.
@@ -102,10 +121,15 @@ def measure_checkpoint(name: str, directory: str) -> list[dict]:
                 "tflite_accuracy": report.tflite_accuracy,
                 "top1_agreement": report.top1_agreement,
                 "test_examples": report.num_samples,
-                "litert_ms": measure.tflite_file_latency_ms(path, FLAGS.latency_calls),
             }
         )
         logging.info("%s", rows[-1])
+    # Timed together once all files exist: the machine's speed drifts over a
+    # run, and interleaved rounds move every file alike.
+    paths = [os.path.join(directory, f"{name}-{_slug(mode)}.tflite") for mode, *_ in MODES]
+    latencies = measure.tflite_files_latency_ms(paths, FLAGS.latency_calls, FLAGS.latency_rounds)
+    for row, latency in zip(rows, latencies, strict=True):
+        row["litert_ms"] = latency
     return rows
 
 
@@ -113,7 +137,7 @@ def markdown(rows: list[dict], machine: str) -> str:
     flags_used = [f"--models={','.join(FLAGS.models)}"]
     flags_used += [
         f"--{name}={FLAGS[name].value}"
-        for name in ("calibration", "test_examples", "latency_calls")
+        for name in ("calibration", "test_examples", "latency_calls", "latency_rounds")
         if FLAGS[name].present
     ]
     command = " ".join(["python -m benchmarks.export_table", *flags_used])
@@ -121,7 +145,8 @@ def markdown(rows: list[dict], machine: str) -> str:
         f"Measured with `{command}` on {machine}; accuracy and "
         f"top-1 agreement with Keras on {rows[0]['test_examples']:,} test images, "
         "LiteRT batch-1 latency "
-        f"the median of {FLAGS.latency_calls} invokes ({os.cpu_count()} threads).",
+        f"the median of {FLAGS.latency_calls} invokes in {FLAGS.latency_rounds} rounds "
+        f"interleaved over a model's files ({os.cpu_count()} threads).",
         "",
         "| model (dataset) | Keras .keras | mode | .tflite bytes | bytes/param | accuracy "
         "(Keras) | top-1 agreement | LiteRT batch-1 ms |",

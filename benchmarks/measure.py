@@ -274,6 +274,43 @@ def tflite_file_latency_ms(path: str, calls: int, warmup: int = 3, xnnpack: bool
     return 1e3 * median(times)
 
 
+def tflite_files_latency_ms(
+    paths: list[str], calls: int, rounds: int = 5, warmup: int = 3
+) -> list[float]:
+    """Median ms of one batch-1 `invoke` of each .tflite file, timed in interleaved rounds.
+
+    Each round runs `calls // rounds` invokes of every file in turn, so a
+    machine that speeds up or slows down during the run moves all files alike.
+
+    Returns:
+        Per file, the median over rounds of each round's median.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreters = []
+    for path in paths:
+        interpreter = Interpreter(model_path=path, num_threads=os.cpu_count())
+        detail = interpreter.get_input_details()[0]
+        interpreter.resize_tensor_input(detail["index"], [1, *detail["shape"][1:]])
+        interpreter.allocate_tensors()
+        image, _ = synthetic_batch(1, tuple(int(d) for d in detail["shape"][1:]), seed=2)
+        interpreter.set_tensor(detail["index"], image)
+        for _ in range(warmup):
+            interpreter.invoke()
+        interpreters.append(interpreter)
+    per_round = max(1, calls // rounds)
+    medians: list[list[float]] = [[] for _ in paths]
+    for _ in range(rounds):
+        for interpreter, file_medians in zip(interpreters, medians, strict=True):
+            times = []
+            for _ in range(per_round):
+                start = time.perf_counter()
+                interpreter.invoke()
+                times.append(time.perf_counter() - start)
+            file_medians.append(median(times))
+    return [1e3 * median(m) for m in medians]
+
+
 def trainable_params(model: Any) -> int:
     """Trainable parameters (PyTorch's `parameters()` counts the same ones)."""
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))

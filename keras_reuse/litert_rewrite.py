@@ -24,10 +24,22 @@ import numpy as np
 
 
 def read_model(buffer: bytes) -> tuple[Any, Any]:
-    """Unpacks a flatbuffer. Returns LiteRT's schema module and the mutable `ModelT`."""
+    """Unpacks a flatbuffer. Returns LiteRT's schema module and the mutable `ModelT`.
+
+    Buffers stored after the flatbuffer (`offset`/`size`, as the AI Edge
+    Quantizer writes them) are read into `data`, so that every rewrite sees
+    the bytes and `write_model` stores them inline.
+    """
     from ai_edge_litert import schema_py_generated as schema
 
-    return schema, schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(buffer, 0))
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(buffer, 0))
+    for stored in model.buffers:
+        # offset 1 marks an empty buffer in that layout.
+        if stored.offset > 1:
+            end = stored.offset + stored.size
+            stored.data = np.frombuffer(bytes(buffer[stored.offset : end]), np.uint8)
+            stored.offset = stored.size = 0
+    return schema, model
 
 
 def write_model(model: Any) -> bytes:

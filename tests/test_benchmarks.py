@@ -154,7 +154,8 @@ def test_export_table_reports_every_mode(tmp_path):
         "--models=fmnist_lru1",
         "--test_examples=300",
         "--calibration=50",
-        "--latency_calls=3",
+        "--latency_calls=4",
+        "--latency_rounds=2",
         f"--output_dir={tmp_path}",
         module="benchmarks.export_table",
     )
@@ -167,12 +168,16 @@ def test_export_table_reports_every_mode(tmp_path):
         "dynamic",
         "int8",
         "int8, compact",
+        "int8, AI Edge Quantizer",
+        "int8, AI Edge Quantizer, compact",
+        "int8, AI Edge Quantizer, stage 1 in int16",
         "int16x8",
     ]
     sizes = {row["mode"]: row["tflite_bytes"] for row in rows}
     # int8 and dynamic store one byte per weight, float16 two, float32 four.
     assert sizes["dynamic"] < sizes["float16"] < sizes["float32"]
     assert sizes["int8, compact"] < sizes["int8"]
+    assert sizes["int8, AI Edge Quantizer, compact"] < sizes["int8, AI Edge Quantizer"]
     for row in rows:
         assert row["test_examples"] == 300 and row["trainable_params"] > 0
         assert _positive(row["litert_ms"]) and _positive(row["keras_bytes"])
@@ -180,7 +185,8 @@ def test_export_table_reports_every_mode(tmp_path):
         assert 0.9 < row["top1_agreement"] <= 1.0
     assert rows[0]["top1_agreement"] == 1.0
     table = (tmp_path / "export.md").read_text()
-    assert table.count("| LruNet-1 (fashion_mnist) |") == 7
+    assert table.count("| LruNet-1 (fashion_mnist) |") == 10
+    assert "in 2 rounds interleaved" in table
 
 
 def test_pipeline_benchmark_times_two_epochs_and_training(tmp_path):

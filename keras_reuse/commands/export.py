@@ -2,6 +2,7 @@
 
   keras-reuse export MODEL.keras OUT.tflite [--quantization=none|float16|dynamic|int8|int16x8]
       [--dataset=fashion_mnist] [--fold_batchnorm] [--int8_layout=compact]
+      [--quantizer=ai_edge_quantizer [--int16_layers=REGEX]]
       [--noverify] [--min_agreement=0.98]
 
 --dataset names a TFDS dataset read through `keras_reuse.data`: int8 and
@@ -53,6 +54,19 @@ flags.DEFINE_enum(
     "int8: the file as the converter writes it, or compact (per-tensor BatchNorm affines, "
     "one zero bias per shared kernel; a third of the size).",
 )
+flags.DEFINE_enum(
+    "quantizer",
+    "converter",
+    ["converter", "ai_edge_quantizer"],
+    "int8, int16x8: quantize with the TFLite converter or the AI Edge Quantizer "
+    '(pip install "keras-reuse[quantizer]").',
+)
+flags.DEFINE_string(
+    "int16_layers",
+    None,
+    "int8 with --quantizer=ai_edge_quantizer: a regex of layer names whose ops get 16-bit "
+    "activations (e.g. stage1_).",
+)
 flags.DEFINE_boolean("verify", True, "Run the file with LiteRT and compare it with Keras.")
 flags.DEFINE_float(
     "min_agreement", None, "Quantized: required top-1 agreement (default 0.99, int8 0.98)."
@@ -102,6 +116,19 @@ def _check_args(argv: list[str]) -> tuple[str, str]:
             "--int8_layout=compact: needs --quantization=int8 and no "
             f"--fold_batchnorm (received --quantization={FLAGS.quantization}"
             f"{' --fold_batchnorm' if FLAGS.fold_batchnorm else ''})"
+        )
+    if FLAGS.quantizer != "converter" and quantization not in _CALIBRATED:
+        raise _Usage(
+            f"--quantizer={FLAGS.quantizer}: needs --quantization=int8 or int16x8 "
+            f"(received --quantization={FLAGS.quantization})"
+        )
+    if FLAGS.int16_layers is not None and (
+        FLAGS.quantizer != "ai_edge_quantizer" or quantization != "int8"
+    ):
+        raise _Usage(
+            f"--int16_layers={FLAGS.int16_layers}: needs --quantization=int8 and "
+            f"--quantizer=ai_edge_quantizer (received --quantization={FLAGS.quantization} "
+            f"--quantizer={FLAGS.quantizer})"
         )
     dataset = FLAGS.dataset if FLAGS["dataset"].present else None
     if quantization in _CALIBRATED and dataset is None:
@@ -161,6 +188,8 @@ def main(argv: list[str]) -> None:
             representative_data=calibration,
             fold_batchnorm=FLAGS.fold_batchnorm,
             int8_layout=FLAGS.int8_layout,
+            quantizer=FLAGS.quantizer,
+            int16_layers=FLAGS.int16_layers,
             verify=FLAGS.verify,
             verification_data=verification,
             max_verification_samples=FLAGS.num_verification,
@@ -168,6 +197,6 @@ def main(argv: list[str]) -> None:
         )
     except ValueError as error:
         raise _Usage(_one_line(error)) from error
-    except (VerificationError, OSError) as error:
+    except (VerificationError, OSError, ImportError) as error:
         _fail(str(error))
     print(report)
