@@ -10,8 +10,8 @@ Why a second quantizer. The TFLite converter's int8 file of the published
 Fashion-MNIST LruNet-10 agrees with Keras on 97.45% of the test images. The
 AI Edge Quantizer (`ai_edge_quantizer`, an optional extra) quantizes the
 same float32 graph closer to it, and lets 16-bit activations be given to
-some layers only: the first reuses of stage 1 are where 8 bits flip the most
-decisions (README export table).
+some layers only: in stage 1 (the largest feature maps, ten reuses) 8 bits
+flip the most decisions (README export table).
 """
 
 from __future__ import annotations

@@ -29,6 +29,10 @@ call of a shared kernel a zero bias with the same vectors: most of the
 file. `int8_layout="compact"` rewrites the converted file without them
 (`keras_reuse.litert_rewrite`).
 
+`quantizer="ai_edge_quantizer"` quantizes the same float32 file with Google's
+AI Edge Quantizer instead of the converter (`keras_reuse.edge_quantizer`),
+and `int16_layers` gives the layers it names 16-bit activations.
+
 `GroupedPointwiseConv` needs nothing: at inference it is one grouped
 `tf.nn.conv2d`, which becomes one grouped `CONV_2D` reading the shared kernel.
 """
@@ -591,7 +595,9 @@ def to_tflite(
             layer whose name it matches (`re.search`) get 16-bit
             activations, the rest 8-bit. More agreement for some speed:
             LiteRT runs 16-bit ops with reference kernels. For the
-            published LruNet-10, `"stage1_reuse[1-5]_"` agrees on over 98%.
+            published LruNet-10, `"stage1_"` (the stem's output and the
+            reuses on the largest feature maps) agrees on over 98%.
+            A shared layer's ops are matched in every call.
         verify: Run the file with LiteRT and compare it with Keras.
         verification_data: Images to compare on, in the same forms as
             `representative_data`. Defaults to `representative_data` when
