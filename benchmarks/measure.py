@@ -246,11 +246,8 @@ def litert_latency_ms(model: Any, calls: int, warmup: int = 3) -> dict:
         }
 
 
-def tflite_file_latency_ms(path: str, calls: int, warmup: int = 3, xnnpack: bool = True) -> float:
-    """Median ms of one batch-1 `invoke` of the .tflite at `path` with LiteRT.
-
-    `xnnpack=False` runs the builtin reference kernels (no default delegate).
-    """
+def _batch1_interpreter(path: str, xnnpack: bool = True, warmup: int = 3) -> Any:
+    """A LiteRT interpreter of `path` resized to batch 1, holding an image, warmed up."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     options = (
@@ -266,12 +263,24 @@ def tflite_file_latency_ms(path: str, calls: int, warmup: int = 3, xnnpack: bool
     interpreter.set_tensor(detail["index"], image)
     for _ in range(warmup):
         interpreter.invoke()
+    return interpreter
+
+
+def _invoke_times(interpreter: Any, calls: int) -> list[float]:
     times = []
     for _ in range(calls):
         start = time.perf_counter()
         interpreter.invoke()
         times.append(time.perf_counter() - start)
-    return 1e3 * median(times)
+    return times
+
+
+def tflite_file_latency_ms(path: str, calls: int, warmup: int = 3, xnnpack: bool = True) -> float:
+    """Median ms of one batch-1 `invoke` of the .tflite at `path` with LiteRT.
+
+    `xnnpack=False` runs the builtin reference kernels (no default delegate).
+    """
+    return 1e3 * median(_invoke_times(_batch1_interpreter(path, xnnpack, warmup), calls))
 
 
 def tflite_files_latency_ms(
@@ -285,29 +294,12 @@ def tflite_files_latency_ms(
     Returns:
         Per file, the median over rounds of each round's median.
     """
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreters = []
-    for path in paths:
-        interpreter = Interpreter(model_path=path, num_threads=os.cpu_count())
-        detail = interpreter.get_input_details()[0]
-        interpreter.resize_tensor_input(detail["index"], [1, *detail["shape"][1:]])
-        interpreter.allocate_tensors()
-        image, _ = synthetic_batch(1, tuple(int(d) for d in detail["shape"][1:]), seed=2)
-        interpreter.set_tensor(detail["index"], image)
-        for _ in range(warmup):
-            interpreter.invoke()
-        interpreters.append(interpreter)
+    interpreters = [_batch1_interpreter(path, warmup=warmup) for path in paths]
     per_round = max(1, calls // rounds)
     medians: list[list[float]] = [[] for _ in paths]
     for _ in range(rounds):
         for interpreter, file_medians in zip(interpreters, medians, strict=True):
-            times = []
-            for _ in range(per_round):
-                start = time.perf_counter()
-                interpreter.invoke()
-                times.append(time.perf_counter() - start)
-            file_medians.append(median(times))
+            file_medians.append(median(_invoke_times(interpreter, per_round)))
     return [1e3 * median(m) for m in medians]
 
 
