@@ -7,8 +7,9 @@ CIFAR-10 LruNet-14) from the package's presets (`lrunet_presets.PRESETS`,
 no torch needed), exports
 each in every mode of `keras_reuse.export.to_tflite` (float32, float32 with
 `fold_batchnorm=True`, float16, dynamic, int8 as converted and in the
-compact layout, int8 by the AI Edge Quantizer, also compact and with
-stage 1 in 16-bit activations, and int16x8, calibrated on training images),
+compact layout, int8 by the AI Edge Quantizer, also compact, with stage 1
+in 16-bit activations and with stage 1 left in float32, and int16x8,
+calibrated on training images; `--modes` picks rows),
 verifies each file with LiteRT on the whole test split (accuracy and top-1
 agreement with Keras), and times one batch-1 `invoke`. Writes
 `export.json` and `export.md` (atomically) to `--output_dir`.
@@ -16,8 +17,8 @@ agreement with Keras), and times one batch-1 `invoke`. Writes
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import re
 import tempfile
 
 from absl import app, flags, logging
@@ -39,30 +40,49 @@ CHECKPOINTS = {
     "fmnist_lru10": "lrunet10_fashion_mnist",
     "cifar10_lru14": "lrunet14_cifar10",
 }
-# (column label, quantization, fold_batchnorm, int8_layout, quantizer, int16_layers)
-MODES = (
-    ("float32", None, False, "converter", "converter", None),
-    ("float32, BN folded", None, True, "converter", "converter", None),
-    ("float16", "float16", False, "converter", "converter", None),
-    ("dynamic", "dynamic", False, "converter", "converter", None),
-    ("int8", "int8", False, "converter", "converter", None),
-    ("int8, compact", "int8", False, "compact", "converter", None),
-    ("int8, AI Edge Quantizer", "int8", False, "converter", "ai_edge_quantizer", None),
-    ("int8, AI Edge Quantizer, compact", "int8", False, "compact", "ai_edge_quantizer", None),
-    (
-        "int8, AI Edge Quantizer, stage 1 in int16",
-        "int8",
-        False,
-        "converter",
-        "ai_edge_quantizer",
-        "stage1_",
+AEQ = "ai_edge_quantizer"
+
+
+@dataclasses.dataclass(frozen=True)
+class Mode:
+    """One row per model: its label and the `to_tflite` keywords that make the file."""
+
+    label: str
+    options: dict
+
+
+MODES = {
+    "float32": Mode("float32", {}),
+    "float32_folded": Mode("float32, BN folded", {"fold_batchnorm": True}),
+    "float16": Mode("float16", {"quantization": "float16"}),
+    "dynamic": Mode("dynamic", {"quantization": "dynamic"}),
+    "int8": Mode("int8", {"quantization": "int8"}),
+    "int8_compact": Mode("int8, compact", {"quantization": "int8", "int8_layout": "compact"}),
+    "aeq_int8": Mode("int8, AI Edge Quantizer", {"quantization": "int8", "quantizer": AEQ}),
+    "aeq_int8_compact": Mode(
+        "int8, AI Edge Quantizer, compact",
+        {"quantization": "int8", "quantizer": AEQ, "int8_layout": "compact"},
     ),
-    ("int16x8", "int16x8", False, "converter", "converter", None),
-)
-
-
-def _slug(mode: str) -> str:
-    return re.sub("[^a-z0-9]+", "-", mode.lower())
+    "aeq_int8_stage1_int16": Mode(
+        "int8, AI Edge Quantizer, stage 1 in int16",
+        {"quantization": "int8", "quantizer": AEQ, "int16_layers": "stage1_"},
+    ),
+    "aeq_int8_stage1_float": Mode(
+        "int8, AI Edge Quantizer, stage 1 in float32",
+        {"quantization": "int8", "quantizer": AEQ, "float_layers": "stage1_"},
+    ),
+    "aeq_int8_stage1_float_compact": Mode(
+        "int8, AI Edge Quantizer, stage 1 in float32, compact",
+        {
+            "quantization": "int8",
+            "quantizer": AEQ,
+            "float_layers": "stage1_",
+            "int8_layout": "compact",
+        },
+    ),
+    "int16x8": Mode("int16x8", {"quantization": "int16x8"}),
+}
+flags.DEFINE_list("modes", list(MODES), "Rows per model: keys of MODES.")
 
 
 def measure_checkpoint(name: str, directory: str) -> list[dict]:
@@ -89,19 +109,17 @@ def measure_checkpoint(name: str, directory: str) -> list[dict]:
         data_dir=FLAGS.data_dir,
     )
     rows = []
-    for mode, quantization, fold, int8_layout, quantizer, int16_layers in MODES:
-        logging.info("%s: exporting %s", label, mode)
-        path = os.path.join(directory, f"{name}-{_slug(mode)}.tflite")
+    for key in FLAGS.modes:
+        mode = MODES[key]
+        quantization = mode.options.get("quantization")
+        logging.info("%s: exporting %s", label, mode.label)
+        path = os.path.join(directory, f"{name}-{key}.tflite")
         report = to_tflite(
             model,
             path,
-            quantization=quantization,
             representative_data=calibration if quantization in CALIBRATED else None,
-            fold_batchnorm=fold,
-            int8_layout=int8_layout,
-            quantizer=quantizer,
-            int16_layers=int16_layers,
             verification_data=test,
+            **mode.options,
             # Report the agreement whatever it is; the library's default bars
             # (99%; int8 98%) are what `to_tflite` enforces for users.
             min_top1_agreement=0.5 if quantization else None,
@@ -114,7 +132,7 @@ def measure_checkpoint(name: str, directory: str) -> list[dict]:
                 "preset": preset.name,
                 "trainable_params": params,
                 "keras_bytes": os.path.getsize(keras_path),
-                "mode": mode,
+                "mode": mode.label,
                 "tflite_bytes": report.size_bytes,
                 "bytes_per_param": report.size_bytes / params,
                 "keras_accuracy": report.keras_accuracy,
@@ -126,7 +144,7 @@ def measure_checkpoint(name: str, directory: str) -> list[dict]:
         logging.info("%s", rows[-1])
     # Timed together once all files exist: the machine's speed drifts over a
     # run, and interleaved rounds move every file alike.
-    paths = [os.path.join(directory, f"{name}-{_slug(mode)}.tflite") for mode, *_ in MODES]
+    paths = [os.path.join(directory, f"{name}-{key}.tflite") for key in FLAGS.modes]
     latencies = measure.tflite_files_latency_ms(paths, FLAGS.latency_calls, FLAGS.latency_rounds)
     for row, latency in zip(rows, latencies, strict=True):
         row["litert_ms"] = latency
@@ -135,6 +153,8 @@ def measure_checkpoint(name: str, directory: str) -> list[dict]:
 
 def markdown(rows: list[dict], machine: str) -> str:
     flags_used = [f"--models={','.join(FLAGS.models)}"]
+    if FLAGS["modes"].present:
+        flags_used.append(f"--modes={','.join(FLAGS.modes)}")
     flags_used += [
         f"--{name}={FLAGS[name].value}"
         for name in ("calibration", "test_examples", "latency_calls", "latency_rounds")
@@ -169,6 +189,9 @@ def main(argv: list[str]) -> None:
             raise app.UsageError(
                 f"--models must name rows from {sorted(CHECKPOINTS)}. Received: {name!r}"
             )
+    for key in FLAGS.modes:
+        if key not in MODES:
+            raise app.UsageError(f"--modes must name keys of {list(MODES)}. Received: {key!r}")
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     machine = measure.machine()
     rows = []

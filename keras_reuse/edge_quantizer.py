@@ -1,17 +1,18 @@
 """Full-integer quantization of a float32 `.tflite` file with Google's AI Edge Quantizer.
 
 Owns `quantize`, behind `to_tflite(..., quantizer="ai_edge_quantizer")`:
-the recipe (int8 per-channel weights; int8 activations, or int16 for the
-layers a regular expression names, or for all of them; float32 input and
-output, as in every file `to_tflite` writes), the serving signature the
-quantizer's calibration needs, and the calibration on representative images.
+the recipe (int8 per-channel weights; int8 activations, or int16 for all of
+them or for the layers a regular expression names; the layers another one
+names left in float32; float32 input and output, as in every file
+`to_tflite` writes), the serving signature the quantizer's calibration
+needs, and the calibration on representative images.
 
 Why a second quantizer. The TFLite converter's int8 file of the published
 Fashion-MNIST LruNet-10 agrees with Keras on 97.47% of the test images. The
 AI Edge Quantizer (`ai_edge_quantizer`, an optional extra) quantizes the
-same float32 graph closer to it, and lets 16-bit activations be given to
-some layers only: in stage 1 (the largest feature maps, ten reuses) 8 bits
-flip the most decisions (README export table).
+same float32 graph closer to it, and lets some layers keep 16-bit
+activations or float32: in stage 1 (the largest feature maps, ten reuses)
+8 bits flip the most decisions (README export table).
 """
 
 from __future__ import annotations
@@ -82,13 +83,16 @@ def with_signature(flatbuffer: bytes) -> bytes:
     return litert_rewrite.write_model(model)
 
 
-def recipe(activation_bits: int, int16_scope: str | None) -> list[dict[str, Any]]:
+def recipe(
+    activation_bits: int, int16_scope: str | None = None, float_scope: str | None = None
+) -> list[dict[str, Any]]:
     """The quantizer's recipe: static int8 weights, 8- or 16-bit activations, float32 I/O.
 
     Args:
         activation_bits: 8 or 16, for every op.
         int16_scope: With 8: a regex (`layer_scope`) of ops that get 16-bit
             activations instead.
+        float_scope: A regex of ops left in float32 (over `int16_scope`).
 
     Returns:
         A recipe list, later entries overriding earlier ones where both match.
@@ -105,22 +109,42 @@ def recipe(activation_bits: int, int16_scope: str | None) -> list[dict[str, Any]
         activations["symmetric"] = bits == 16
         return config
 
+    def keep_float(regex: str = ".*", operation: str = "*") -> dict[str, Any]:
+        config = copy.deepcopy(static)
+        config.update(regex=regex, operation=operation, algorithm_key="no_quantize")
+        return config
+
     entries = [entry(activation_bits)]
     if int16_scope is not None:
         entries.append(entry(16, int16_scope))
-    for operation in ("INPUT", "OUTPUT"):
-        # The file's input and output stay float32; QUANTIZE and DEQUANTIZE
-        # ops convert inside, as in the converter's files.
-        keep = copy.deepcopy(static)
-        keep.update(operation=operation, algorithm_key="no_quantize")
-        entries.append(keep)
+    if float_scope is not None:
+        entries.append(keep_float(float_scope))
+    # The file's input and output stay float32; QUANTIZE and DEQUANTIZE ops
+    # convert inside, as in the converter's files.
+    entries += [keep_float(operation="INPUT"), keep_float(operation="OUTPUT")]
     return entries
 
 
-def int16_activations(flatbuffer: bytes) -> int:
-    """The number of int16 tensors of the main subgraph (activations: weights are int8)."""
+def outputs_of_type(flatbuffer: bytes, scope: str, type_name: str) -> int:
+    """How many op outputs whose names match `scope` are of LiteRT type `type_name`.
+
+    Args:
+        flatbuffer: A `.tflite` file.
+        scope: A regex of tensor names (`layer_scope`).
+        type_name: A `TensorType` name, e.g. "INT16" or "FLOAT32".
+
+    Returns:
+        The count over the main subgraph.
+    """
     schema, model = litert_rewrite.read_model(flatbuffer)
-    return sum(t.type == schema.TensorType.INT16 for t in model.subgraphs[0].tensors)
+    graph = model.subgraphs[0]
+    wanted = getattr(schema.TensorType, type_name)
+    return sum(
+        graph.tensors[index].type == wanted
+        and re.search(scope, graph.tensors[index].name.decode()) is not None
+        for op in graph.operators
+        for index in op.outputs
+    )
 
 
 def quantize(
@@ -128,6 +152,7 @@ def quantize(
     calibration: np.ndarray,
     activation_bits: int = 8,
     int16_scope: str | None = None,
+    float_scope: str | None = None,
 ) -> bytes:
     """Quantizes a float32 `.tflite` file to full integer with the AI Edge Quantizer.
 
@@ -139,6 +164,7 @@ def quantize(
         activation_bits: 8 (int8) or 16 (int16 activations everywhere).
         int16_scope: With 8: a regex of ops (`layer_scope`) that get 16-bit
             activations.
+        float_scope: A regex of ops left in float32.
 
     Returns:
         The quantized file, with float32 input and output and a
@@ -146,7 +172,7 @@ def quantize(
     """
     aeq = require()
     signed = with_signature(flatbuffer)
-    quantizer = aeq.Quantizer(bytearray(signed), recipe(activation_bits, int16_scope))
+    quantizer = aeq.Quantizer(bytearray(signed), recipe(activation_bits, int16_scope, float_scope))
     samples = [{_INPUT_NAME: image[None].astype(np.float32)} for image in calibration]
     ranges = quantizer.calibrate({SIGNATURE_KEY: samples}, num_threads=max(1, os.cpu_count() or 1))
     result = quantizer.quantize(ranges)

@@ -31,7 +31,8 @@ file. `int8_layout="compact"` rewrites the converted file without them
 
 `quantizer="ai_edge_quantizer"` quantizes the same float32 file with Google's
 AI Edge Quantizer instead of the converter (`keras_reuse.edge_quantizer`),
-and `int16_layers` gives the layers it names 16-bit activations.
+`int16_layers` gives the layers it names 16-bit activations and
+`float_layers` leaves those it names in float32.
 
 `GroupedPointwiseConv` needs nothing: at inference it is one grouped
 `tf.nn.conv2d`, which becomes one grouped `CONV_2D` reading the shared kernel.
@@ -100,6 +101,7 @@ class ExportReport:
             rewritten by `keras_reuse.litert_rewrite.compact_int8`.
         quantizer: "converter" (the TFLite converter) or "ai_edge_quantizer".
         int16_layers: The regex of layers given 16-bit activations, or None.
+        float_layers: The regex of layers left in float32, or None.
         verified: Whether the file was run with LiteRT and compared with Keras.
         num_samples: Inputs the comparison used (0 when not verified).
         samples: Where they came from: "verification_data",
@@ -123,6 +125,7 @@ class ExportReport:
     int8_layout: str = "converter"
     quantizer: str = "converter"
     int16_layers: str | None = None
+    float_layers: str | None = None
     num_samples: int = 0
     samples: str = ""
     max_abs_error: float = math.nan
@@ -146,6 +149,8 @@ class ExportReport:
             fold += f", {self.quantizer}"
         if self.int16_layers is not None:
             fold += f", int16 activations in layers matching {self.int16_layers!r}"
+        if self.float_layers is not None:
+            fold += f", float32 in layers matching {self.float_layers!r}"
         head = f"{self.path}: {self.size_bytes:,} bytes ({mode}{fold})"
         if not self.verified:
             return f"{head}; not verified"
@@ -303,6 +308,31 @@ def _export_graph(model: keras.Model, fold_batchnorm: bool) -> keras.Model:
         values = stand_ins[layer.name][1] if layer.name in stand_ins else layer.get_weights()
         graph.get_layer(layer.name).set_weights(values)
     return graph
+
+
+def _layer_pattern(
+    argument: str, value: Any, model: Any, quantizer: str, quantization: str | None
+) -> re.Pattern:
+    """`int16_layers` or `float_layers` checked and compiled; raises ValueError naming it."""
+    if quantizer != "ai_edge_quantizer" or quantization != "int8":
+        raise ValueError(
+            f"`{argument}` sets the precision of some layers of an int8 file and needs "
+            "quantizer='ai_edge_quantizer' and quantization='int8'. Received: "
+            f"quantizer={quantizer!r}, quantization={quantization!r}"
+        )
+    try:
+        pattern = re.compile(value)
+    except (re.error, TypeError) as error:
+        raise ValueError(
+            f"`{argument}` must be a regular expression over layer names. "
+            f"Received: {argument}={value!r} ({error})"
+        ) from error
+    if not any(pattern.search(layer.name) for layer in model.layers):
+        raise ValueError(
+            f"`{argument}` matches no layer name of the model (e.g. "
+            f"{[layer.name for layer in model.layers[1:4]]}). Received: {argument}={value!r}"
+        )
+    return pattern
 
 
 def _input_shape(model: Any) -> tuple[int, ...]:
@@ -536,6 +566,7 @@ def to_tflite(
     int8_layout: str = "converter",
     quantizer: str = "converter",
     int16_layers: str | None = None,
+    float_layers: str | None = None,
     verify: bool = True,
     verification_data: Any = None,
     max_verification_samples: int | None = None,
@@ -595,9 +626,13 @@ def to_tflite(
             layer whose name it matches (`re.search`) get 16-bit
             activations, the rest 8-bit. More agreement for some speed:
             LiteRT runs 16-bit ops with reference kernels. For the
-            published LruNet-10, `"stage1_"` (the stem's output and the
-            reuses on the largest feature maps) agrees on over 98%.
-            A shared layer's ops are matched in every call.
+            published LruNet-10, `"stage1_"` (the reuses on the largest
+            feature maps) agrees on over 98%. A shared layer's ops are
+            matched in every call.
+        float_layers: Like `int16_layers`, for layers left in float32
+            (QUANTIZE and DEQUANTIZE ops around them): as close as int16
+            and run by XNNPACK's float kernels. Over `int16_layers` where
+            both match.
         verify: Run the file with LiteRT and compare it with Keras.
         verification_data: Images to compare on, in the same forms as
             `representative_data`. Defaults to `representative_data` when
@@ -656,26 +691,11 @@ def to_tflite(
         )
     if quantizer == "ai_edge_quantizer":
         edge_quantizer.require()
-    if int16_layers is not None:
-        if quantizer != "ai_edge_quantizer" or quantization != "int8":
-            raise ValueError(
-                "`int16_layers` gives some layers of an int8 file 16-bit activations and "
-                "needs quantizer='ai_edge_quantizer' and quantization='int8'. Received: "
-                f"quantizer={quantizer!r}, quantization={quantization!r}"
-            )
-        try:
-            pattern = re.compile(int16_layers)
-        except (re.error, TypeError) as error:
-            raise ValueError(
-                "`int16_layers` must be a regular expression over layer names. "
-                f"Received: int16_layers={int16_layers!r} ({error})"
-            ) from error
-        if not any(pattern.search(layer.name) for layer in model.layers):
-            raise ValueError(
-                "`int16_layers` matches no layer name of the model (e.g. "
-                f"{[layer.name for layer in model.layers[1:4]]}). "
-                f"Received: int16_layers={int16_layers!r}"
-            )
+    patterns = {
+        argument: _layer_pattern(argument, value, model, quantizer, quantization)
+        for argument, value in (("int16_layers", int16_layers), ("float_layers", float_layers))
+        if value is not None
+    }
     check_bool("verify", verify)
     if quantization in CALIBRATED and representative_data is None:
         raise ValueError(
@@ -759,17 +779,25 @@ def to_tflite(
         flatbuffer = _converter(graph, input_shape, quantization, calibration).convert()
     else:
         float32 = _converter(graph, input_shape, None, None).convert()
-        scope = None
-        if int16_layers is not None:
-            names = [layer.name for layer in graph.layers if pattern.search(layer.name)]
-            scope = edge_quantizer.layer_scope(names)
-        bits = 8 if quantization == "int8" else 16
-        flatbuffer = edge_quantizer.quantize(float32, calibration, bits, scope)
-        if scope is not None and not edge_quantizer.int16_activations(flatbuffer):
-            raise ValueError(
-                f"`int16_layers` matches the layers {names}, but none of them has an op "
-                f"with activations in the file. Received: int16_layers={int16_layers!r}"
+        scopes = {
+            argument: edge_quantizer.layer_scope(
+                layer.name for layer in graph.layers if pattern.search(layer.name)
             )
+            for argument, pattern in patterns.items()
+        }
+        bits = 8 if quantization == "int8" else 16
+        flatbuffer = edge_quantizer.quantize(
+            float32, calibration, bits, scopes.get("int16_layers"), scopes.get("float_layers")
+        )
+        for argument, type_name in (("int16_layers", "INT16"), ("float_layers", "FLOAT32")):
+            if argument in scopes and not edge_quantizer.outputs_of_type(
+                flatbuffer, scopes[argument], type_name
+            ):
+                raise ValueError(
+                    f"`{argument}` matches layers of the model, but none of their ops has a "
+                    f"{type_name.lower()} output in the file. Received: "
+                    f"{argument}={patterns[argument].pattern!r}"
+                )
     if int8_layout == "compact":
         flatbuffer, _ = litert_rewrite.compact_int8(flatbuffer)
 
@@ -795,5 +823,6 @@ def to_tflite(
         int8_layout=int8_layout,
         quantizer=quantizer,
         int16_layers=int16_layers,
+        float_layers=float_layers,
         **figures,
     )

@@ -171,6 +171,8 @@ def test_export_table_reports_every_mode(tmp_path):
         "int8, AI Edge Quantizer",
         "int8, AI Edge Quantizer, compact",
         "int8, AI Edge Quantizer, stage 1 in int16",
+        "int8, AI Edge Quantizer, stage 1 in float32",
+        "int8, AI Edge Quantizer, stage 1 in float32, compact",
         "int16x8",
     ]
     sizes = {row["mode"]: row["tflite_bytes"] for row in rows}
@@ -185,7 +187,7 @@ def test_export_table_reports_every_mode(tmp_path):
         assert 0.9 < row["top1_agreement"] <= 1.0
     assert rows[0]["top1_agreement"] == 1.0
     table = (tmp_path / "export.md").read_text()
-    assert table.count("| LruNet-1 (fashion_mnist) |") == 10
+    assert table.count("| LruNet-1 (fashion_mnist) |") == 12
     assert "in 2 rounds interleaved" in table
 
 

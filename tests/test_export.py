@@ -166,6 +166,7 @@ def small_exports(small_lrunet, fashion_mnist, tmp_path_factory):
         ("aeq_int8", {}),
         ("aeq_int8_compact", {"int8_layout": "compact"}),
         ("aeq_int8_int16", {"int16_layers": "stage1_reuse1_"}),
+        ("aeq_int8_float", {"float_layers": "stage1_reuse1_"}),
     ):
         reports[name] = to_tflite(
             small_lrunet,
@@ -304,11 +305,20 @@ def test_ai_edge_quantizer_compact_rewrites_its_file(small_exports):
     assert compact.size_bytes < 0.75 * plain.size_bytes
 
 
-def test_int16_layers_get_16_bit_activations_and_the_rest_8(small_exports):
-    report = small_exports["aeq_int8_int16"]
-    assert report.int16_layers == "stage1_reuse1_"
-    assert "int16 activations in layers matching 'stage1_reuse1_'" in str(report)
-    assert activation_types(report.path) == {np.int8, np.int16}
+@pytest.mark.parametrize(
+    ("name", "argument", "dtype", "says"),
+    [
+        ("aeq_int8_int16", "int16_layers", np.int16, "int16 activations in layers matching"),
+        ("aeq_int8_float", "float_layers", np.float32, "float32 in layers matching"),
+    ],
+)
+def test_named_layers_get_their_precision_and_the_rest_8_bits(
+    small_exports, name, argument, dtype, says
+):
+    report = small_exports[name]
+    assert getattr(report, argument) == "stage1_reuse1_"
+    assert f"{says} 'stage1_reuse1_'" in str(report)
+    assert activation_types(report.path) == {np.int8, dtype}
     interpreter = Interpreter(model_path=report.path)
     tensors = interpreter.get_tensor_details()
     outputs = [
@@ -317,9 +327,9 @@ def test_int16_layers_get_16_bit_activations_and_the_rest_8(small_exports):
         if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")
         for index in op["outputs"]
     ]
-    int16 = [name for name, dtype in outputs if dtype == np.int16]
-    assert int16 and all(re.search(r"stage1_reuse1_", name) for name in int16), int16
-    assert any(dtype == np.int8 and "stage1_reuse2_" in name for name, dtype in outputs)
+    chosen = [name for name, kind in outputs if kind == dtype]
+    assert chosen and all(re.search(r"stage1_reuse1_", name) for name in chosen), chosen
+    assert any(kind == np.int8 and "stage1_reuse2_" in name for name, kind in outputs)
     assert kernel_reads(report.path) == {2: 8, 1: 3}
 
 
@@ -419,7 +429,10 @@ def test_published_lrunet10_compact_int8_agrees_with_keras(fashion_mnist, tmp_pa
     assert report.size_bytes <= 3.0 * params
 
 
-def test_published_lrunet10_meets_the_int8_bar_with_stage1_in_int16(fashion_mnist, tmp_path):
+@pytest.mark.parametrize("argument", ["int16_layers", "float_layers"])
+def test_published_lrunet10_meets_the_int8_bar_with_stage1_kept_finer(
+    fashion_mnist, tmp_path, argument
+):
     test, train = fashion_mnist
     model = applications.create("lrunet10_fashion_mnist", classifier_activation=None)
     # The default bar (98%), which the converter's int8 file misses on the
@@ -429,15 +442,16 @@ def test_published_lrunet10_meets_the_int8_bar_with_stage1_in_int16(fashion_mnis
         tmp_path / "int8.tflite",
         quantization="int8",
         quantizer="ai_edge_quantizer",
-        int16_layers="stage1_",
         representative_data=train,
         verification_data=test,
+        **{argument: "stage1_"},
     )
     assert report.num_samples == FASHION_MNIST_TEST
     assert report.top1_agreement >= export.MIN_TOP1_AGREEMENT["int8"]
     assert "passed top-1 agreement >= 98.0%" in str(report)
     assert abs(report.tflite_accuracy - report.keras_accuracy) <= 0.01
-    assert activation_types(report.path) == {np.int8, np.int16}
+    finer = np.int16 if argument == "int16_layers" else np.float32
+    assert activation_types(report.path) == {np.int8, finer}
 
 
 def test_failed_verification_leaves_no_file(small_lrunet, tmp_path, monkeypatch):
@@ -545,6 +559,14 @@ def test_quantized_export_below_its_agreement_bar_is_refused(lrunet1, fashion_mn
         (
             {"quantizer": "ai_edge_quantizer", "quantization": "int8", "int16_layers": "stage9_"},
             r"`int16_layers` matches no layer name of the model.*int16_layers='stage9_'",
+        ),
+        (
+            {"quantization": "int8", "float_layers": "stage1_"},
+            r"`float_layers` sets the precision.*needs quantizer='ai_edge_quantizer'",
+        ),
+        (
+            {"quantizer": "ai_edge_quantizer", "quantization": "int8", "float_layers": "("},
+            r"`float_layers` must be a regular expression.*float_layers='\('",
         ),
     ],
 )
@@ -687,6 +709,10 @@ def test_cli_int8_calibrates_on_the_dataset(saved_small_lrunet, tmp_path, capsys
         (
             ["{model}", "out.tflite", "--quantization=int8", "--int16_layers=stage1_"],
             r"--int16_layers=stage1_: needs .*--quantizer=converter",
+        ),
+        (
+            ["{model}", "out.tflite", "--quantization=dynamic", "--float_layers=stage1_"],
+            r"--float_layers=stage1_: needs --quantization=int8",
         ),
         (["{bad}", "out.tflite"], r"cannot load MODEL .*bad.keras"),
     ],

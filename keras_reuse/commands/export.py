@@ -2,7 +2,7 @@
 
   keras-reuse export MODEL.keras OUT.tflite [--quantization=none|float16|dynamic|int8|int16x8]
       [--dataset=fashion_mnist] [--fold_batchnorm] [--int8_layout=compact]
-      [--quantizer=ai_edge_quantizer [--int16_layers=REGEX]]
+      [--quantizer=ai_edge_quantizer [--int16_layers=REGEX] [--float_layers=REGEX]]
       [--noverify] [--min_agreement=0.98]
 
 --dataset names a TFDS dataset read through `keras_reuse.data`: int8 and
@@ -67,6 +67,12 @@ flags.DEFINE_string(
     "int8 with --quantizer=ai_edge_quantizer: a regex of layer names whose ops get 16-bit "
     "activations (e.g. stage1_).",
 )
+flags.DEFINE_string(
+    "float_layers",
+    None,
+    "int8 with --quantizer=ai_edge_quantizer: a regex of layer names whose ops stay float32 "
+    "(e.g. stage1_).",
+)
 flags.DEFINE_boolean("verify", True, "Run the file with LiteRT and compare it with Keras.")
 flags.DEFINE_float(
     "min_agreement", None, "Quantized: required top-1 agreement (default 0.99, int8 0.98)."
@@ -122,14 +128,14 @@ def _check_args(argv: list[str]) -> tuple[str, str]:
             f"--quantizer={FLAGS.quantizer}: needs --quantization=int8 or int16x8 "
             f"(received --quantization={FLAGS.quantization})"
         )
-    if FLAGS.int16_layers is not None and (
-        FLAGS.quantizer != "ai_edge_quantizer" or quantization != "int8"
-    ):
-        raise _Usage(
-            f"--int16_layers={FLAGS.int16_layers}: needs --quantization=int8 and "
-            f"--quantizer=ai_edge_quantizer (received --quantization={FLAGS.quantization} "
-            f"--quantizer={FLAGS.quantizer})"
-        )
+    for name in ("int16_layers", "float_layers"):
+        value = FLAGS[name].value
+        if value is not None and (FLAGS.quantizer != "ai_edge_quantizer" or quantization != "int8"):
+            raise _Usage(
+                f"--{name}={value}: needs --quantization=int8 and "
+                f"--quantizer=ai_edge_quantizer (received --quantization={FLAGS.quantization} "
+                f"--quantizer={FLAGS.quantizer})"
+            )
     dataset = FLAGS.dataset if FLAGS["dataset"].present else None
     if quantization in _CALIBRATED and dataset is None:
         raise _Usage(f"--quantization={quantization} calibrates on images: pass --dataset")
@@ -190,6 +196,7 @@ def main(argv: list[str]) -> None:
             int8_layout=FLAGS.int8_layout,
             quantizer=FLAGS.quantizer,
             int16_layers=FLAGS.int16_layers,
+            float_layers=FLAGS.float_layers,
             verify=FLAGS.verify,
             verification_data=verification,
             max_verification_samples=FLAGS.num_verification,
