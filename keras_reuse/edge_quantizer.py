@@ -56,7 +56,10 @@ def layer_scope(names: Iterable[str]) -> str:
     Returns:
         A regular expression for `re.search`.
     """
-    alternatives = "|".join(re.escape(name) for name in sorted(names))
+    names = sorted(names)
+    if not names:
+        raise ValueError("layer_scope needs at least one layer name. Received: names=[]")
+    alternatives = "|".join(re.escape(name) for name in names)
     return rf"(?:^|[/;])(?:{alternatives})(?:_\d+)?/"
 
 

@@ -778,13 +778,19 @@ def to_tflite(
     if quantizer == "converter":
         flatbuffer = _converter(graph, input_shape, quantization, calibration).convert()
     else:
+        scopes = {}
+        for argument, pattern in patterns.items():
+            names = [layer.name for layer in graph.layers if pattern.search(layer.name)]
+            if not names:
+                # A looped LruNet is unrolled for export under other layer
+                # names; an empty scope would match every op.
+                raise ValueError(
+                    f"`{argument}` matches no layer of the exported graph (the model as "
+                    f"converted, e.g. {[layer.name for layer in graph.layers[1:4]]}). "
+                    f"Received: {argument}={pattern.pattern!r}"
+                )
+            scopes[argument] = edge_quantizer.layer_scope(names)
         float32 = _converter(graph, input_shape, None, None).convert()
-        scopes = {
-            argument: edge_quantizer.layer_scope(
-                layer.name for layer in graph.layers if pattern.search(layer.name)
-            )
-            for argument, pattern in patterns.items()
-        }
         bits = 8 if quantization == "int8" else 16
         flatbuffer = edge_quantizer.quantize(
             float32, calibration, bits, scopes.get("int16_layers"), scopes.get("float_layers")

@@ -587,6 +587,23 @@ def test_bad_arguments_fail_before_any_work(small_lrunet, tmp_path, monkeypatch,
     assert os.listdir(tmp_path) == []
 
 
+def test_layers_named_only_in_a_looped_model_are_refused(tmp_path, monkeypatch):
+    # The looped stage "stage1" is unrolled for export into stage1_reuse*
+    # layers: a regex matching only the loop matches nothing in the file.
+    model = LruNet(layer_reuse=2, input_shape=(28, 28, 1), reuse_loop=True)
+    monkeypatch.setattr(export, "_converter", lambda *a: pytest.fail("converted"))
+    with pytest.raises(ValueError, match=r"matches no layer of the exported graph.*'\^stage1\$'"):
+        to_tflite(
+            model,
+            tmp_path / "out.tflite",
+            quantization="int8",
+            quantizer="ai_edge_quantizer",
+            int16_layers="^stage1$",
+            representative_data=np.zeros((4, 28, 28, 1)),
+        )
+    assert os.listdir(tmp_path) == []
+
+
 def test_ai_edge_quantizer_missing_says_how_to_install(small_lrunet, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ai_edge_quantizer", None)  # import fails
     monkeypatch.setattr(export, "_converter", lambda *a: pytest.fail("converted"))
