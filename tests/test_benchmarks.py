@@ -238,3 +238,36 @@ def test_the_depthwise_a_b_builds_keras_layer_against_ours():
     assert ours_classes == {layers.DepthwiseConv2D}
     assert stock_count == ours_count == 4
     assert [w.shape for w in stock.weights] == [w.shape for w in ours.weights]
+
+
+def test_first_step_profile_breaks_the_first_step_down(tmp_path):
+    done = _run(
+        "--models=lrunet1",
+        "--warmup_model=lrunet1",
+        "--batch_size=16",
+        "--steps=1",
+        "--top_ops=3",
+        f"--output_dir={tmp_path}",
+        module="benchmarks.first_step",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (result,) = json.loads((tmp_path / "first_step.json").read_text())["results"]
+    for key in ("build_s", "trace_s", "first_call_s", "steady_s", "fit_first_step_s"):
+        assert _positive(result[key]), key
+    assert result["first_step_in_steps"] == pytest.approx(
+        result["fit_first_step_s"] / result["steady_s"]
+    )
+    # The op census is of the traced step: forward, gradients and update.
+    kinds = dict(result["top_ops"])
+    assert len(kinds) == 3 and sum(kinds.values()) < result["graph_ops"]
+    assert "MatMul" in kinds  # the grouped 1x1 convolutions, one per group
+    table = (tmp_path / "first_step.md").read_text()
+    assert table.count("| LruNet-1 |") == 1 and f"{result['graph_ops']:,}" in table
+    assert sorted(os.listdir(tmp_path)) == ["first_step.json", "first_step.md"]
+
+
+def test_first_step_profile_refuses_an_unknown_model(tmp_path):
+    done = _run("--models=lrunet99", f"--output_dir={tmp_path}", module="benchmarks.first_step")
+    assert done.returncode != 0
+    assert "received --models=lrunet99" in done.stderr
+    assert not os.listdir(tmp_path)
