@@ -21,6 +21,11 @@ MODELS = {
     "lrunet14": ("LruNet-14", "lrunet", {"layer_reuse": 14}),
     # Each stage one traced loop (the default where XLA compiles: JAX, a GPU).
     "lrunet14_loop": ("LruNet-14, reuse loop", "lrunet", {"layer_reuse": 14, "reuse_loop": True}),
+    "lrunet14_recompute": (
+        "LruNet-14, reuse loop, recompute",
+        "lrunet",
+        {"layer_reuse": 14, "recompute": True},
+    ),
     "lrunet14_unrolled": (
         "LruNet-14, unrolled",
         "lrunet",

@@ -182,8 +182,22 @@ def fused_batch_norm_train(x, gamma, beta, epsilon: float):
 
     if x.dtype not in (tf.float32, tf.bfloat16, tf.float16):
         x = tf.cast(x, tf.float32)
+    y, mean, variance, _, _, _ = fused_batch_norm_op(x, gamma, beta, epsilon)
+    return y, mean, biased_variance(variance, x)
+
+
+def fused_batch_norm_op(x, gamma, beta, epsilon: float):
+    """TensorFlow's training-mode `FusedBatchNormV3` on NHWC `x`, all six outputs.
+
+    Returns:
+        `(y, batch_mean, batch_variance (Bessel-corrected), reserve_space_1,
+        reserve_space_2, reserve_space_3)`; the reserve spaces are what
+        `FusedBatchNormGradV3` takes.
+    """
+    import tensorflow as tf
+
     empty = tf.constant([], tf.float32)
-    y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+    return tf.raw_ops.FusedBatchNormV3(
         x=x,
         scale=gamma,
         offset=beta,
@@ -194,16 +208,27 @@ def fused_batch_norm_train(x, gamma, beta, epsilon: float):
         data_format="NHWC",
         is_training=True,
     )
-    # The op reports the Bessel-corrected variance. A Python number when the
-    # shape is static: four ops fewer per call in the traced step (LruNet-14
-    # has 113 BatchNorm calls).
+
+
+def biased_variance(variance, x):
+    """`FusedBatchNormV3`'s Bessel-corrected batch variance of `x`, made biased.
+
+    Args:
+        variance: `(C,)` float32, the op's `batch_variance` output.
+        x: The op's input `(N, H, W, C)`.
+
+    Returns:
+        The biased variance (what Keras's moving variance averages).
+    """
+    import tensorflow as tf
+
+    # A Python number when the shape is static: four ops fewer per call in
+    # the traced step (LruNet-14 has 113 BatchNorm calls).
     static = x.shape[:-1].num_elements()
     if static is not None:
-        variance = variance * ((static - 1.0) / max(static, 1.0))
-    else:
-        count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
-        variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
-    return y, mean, variance
+        return variance * ((static - 1.0) / max(static, 1.0))
+    count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+    return variance * ((count - 1.0) / tf.maximum(count, 1.0))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -330,6 +355,27 @@ def channel_shuffle_permutation(
     if swap_halves:
         source = np.roll(source, -(channels // 2))
     return source.reshape(groups, channels // groups).T.reshape(-1)
+
+
+def half_swap_shuffle(x):
+    """`ChannelShuffle(2, swap_halves=True)`: out[2j] = x[C/2+j], out[2j+1] = x[j]."""
+    low, high = ops.split(x, 2, axis=-1)
+    shape = x.shape[1:]
+    target = (-1, *shape) if None not in shape else ops.shape(x)
+    return ops.reshape(ops.stack([high, low], axis=-1), target)
+
+
+def inverse_half_swap_shuffle(x):
+    """The inverse permutation of `half_swap_shuffle`."""
+    channels = x.shape[-1]
+    shape = x.shape[1:]
+    dynamic = None in shape
+    pairs = ops.reshape(
+        x,
+        (*ops.shape(x)[:-1], channels // 2, 2) if dynamic else (-1, *shape[:-1], channels // 2, 2),
+    )
+    high, low = ops.unstack(pairs, num=2, axis=-1)
+    return ops.concatenate([low, high], axis=-1)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

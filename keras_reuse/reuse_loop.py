@@ -49,10 +49,14 @@ from keras import ops
 from keras_reuse.layers import (
     _PACKAGE,
     _conv_kernel_initializer,
+    _onednn_cpu,
     depthwise_conv,
     fused_batch_norm_train,
     grouped_pointwise,
+    half_swap_shuffle,
+    inverse_half_swap_shuffle,
 )
+from keras_reuse.lean_iteration import lean_iteration
 
 BN_WEIGHTS = ("gamma", "beta", "moving_mean", "moving_variance")
 
@@ -98,27 +102,6 @@ def resolve_reuse_loop(reuse_loop) -> bool:
     return reuse_loop
 
 
-def half_swap_shuffle(x):
-    """`ChannelShuffle(2, swap_halves=True)`: out[2j] = x[C/2+j], out[2j+1] = x[j]."""
-    low, high = ops.split(x, 2, axis=-1)
-    shape = x.shape[1:]
-    target = (-1, *shape) if None not in shape else ops.shape(x)
-    return ops.reshape(ops.stack([high, low], axis=-1), target)
-
-
-def inverse_half_swap_shuffle(x):
-    """The inverse permutation of `half_swap_shuffle`."""
-    channels = x.shape[-1]
-    shape = x.shape[1:]
-    dynamic = None in shape
-    pairs = ops.reshape(
-        x,
-        (*ops.shape(x)[:-1], channels // 2, 2) if dynamic else (-1, *shape[:-1], channels // 2, 2),
-    )
-    high, low = ops.unstack(pairs, num=2, axis=-1)
-    return ops.concatenate([low, high], axis=-1)
-
-
 def _batch_norm_train_generic(x, gamma, beta, epsilon):
     x32 = ops.cast(x, "float32")
     mean, variance = ops.moments(x32, axes=list(range(len(x.shape) - 1)))
@@ -142,6 +125,13 @@ class LruStage(keras.layers.Layer):
         epsilon: BatchNorm epsilon.
         fused: Use TensorFlow's fused ops on the TensorFlow backend (False
             forces the generic `keras.ops` path; for tests).
+        recompute: Trade time for memory in TensorFlow training (with
+            `fused`): each iteration runs as
+            `keras_reuse.lean_iteration.lean_iteration`, which keeps 2C
+            instead of about 8C activations per position for the backward
+            pass and recomputes the depthwise convolution and the first
+            BatchNorm there (LruNet-14: about 20% slower, a third of the
+            memory). Same results. Other backends train as without it.
         unroll: Trace the body N times in Python instead of a
             `fori_loop` (same weights and arithmetic). None (default):
             unrolled for N = 1 except under JAX. On TensorFlow one
@@ -161,6 +151,7 @@ class LruStage(keras.layers.Layer):
         momentum: float = 0.9,
         epsilon: float = 1e-5,
         fused: bool = True,
+        recompute: bool = False,
         unroll: bool | None = None,
         **kwargs,
     ):
@@ -172,6 +163,11 @@ class LruStage(keras.layers.Layer):
         self.momentum = momentum
         self.epsilon = epsilon
         self.fused = fused
+        if not isinstance(recompute, bool):
+            raise ValueError(
+                f"`recompute` must be True or False. Received: recompute={recompute!r}"
+            )
+        self.recompute = recompute
         self.unroll = unroll
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
@@ -266,14 +262,16 @@ class LruStage(keras.layers.Layer):
                 return stack[i]
             return ops.reshape(ops.slice(stack, (i, 0), (1, stack.shape[1])), (stack.shape[1],))
 
+        def accumulate(stats, i, mean, variance):
+            hot = ops.expand_dims(ops.one_hot(i, n, dtype="float32"), -1)
+            return stats[0] + hot * mean, stats[1] + hot * variance
+
         def norm(x, prefix, i, stats):
             gamma = row(bn[f"{prefix}_gamma"], i)
             beta = row(bn[f"{prefix}_beta"], i)
             if training:
                 y, mean, variance = train_bn(x, gamma, beta, eps)
-                hot = ops.expand_dims(ops.one_hot(i, n, dtype="float32"), -1)
-                mean_stack, var_stack = stats
-                stats = (mean_stack + hot * mean, var_stack + hot * variance)
+                stats = accumulate(stats, i, mean, variance)
             else:
                 mean = row(bn[f"{prefix}_moving_mean"], i)
                 variance = row(bn[f"{prefix}_moving_variance"], i)
@@ -288,15 +286,36 @@ class LruStage(keras.layers.Layer):
                 )
             return ops.cast(y, dtype), stats
 
+        lean = training and fused and self.recompute
+        repeat = lean and _onednn_cpu()
+
         def body(i, carry):
-            x, dw_stats, pw_stats = carry
-            residual = x
+            # `p` is the previous iteration's ReLU output; the shuffle between
+            # iterations opens the body (the stage input is unshuffled once
+            # before the loop), so the lean iteration's input is the tensor
+            # the previous iteration keeps for its ReLU gradient anyway.
+            p, dw_stats, pw_stats = carry
+            if lean:
+                out, mean1, var1, mean2, var2 = lean_iteration(
+                    p,
+                    dw_kernel,
+                    pw_kernel,
+                    row(bn["dw_bn_gamma"], i),
+                    row(bn["dw_bn_beta"], i),
+                    row(bn["pw_bn_gamma"], i),
+                    row(bn["pw_bn_beta"], i),
+                    eps,
+                    repeat,
+                )
+                dw_stats = accumulate(dw_stats, i, mean1, var1)
+                pw_stats = accumulate(pw_stats, i, mean2, var2)
+                return out, dw_stats, pw_stats
+            x = half_swap_shuffle(p)
             h = depthwise_conv(x, dw_kernel, fast=fused)
             h, dw_stats = norm(h, "dw_bn", i, dw_stats)
             h = grouped_pointwise(h, pw_kernel, training, fused)
             h, pw_stats = norm(h, "pw_bn", i, pw_stats)
-            h = ops.relu(h + residual)
-            return half_swap_shuffle(h), dw_stats, pw_stats
+            return ops.relu(h + x), dw_stats, pw_stats
 
         mid = self.filters * self.depth_multiplier
         if training:
@@ -305,8 +324,7 @@ class LruStage(keras.layers.Layer):
             pw_stats = (zeros(self.filters), zeros(self.filters))
         else:
             dw_stats = pw_stats = ()
-        x = ops.cast(inputs, dtype)
-        carry = (x, dw_stats, pw_stats)
+        carry = (inverse_half_swap_shuffle(ops.cast(inputs, dtype)), dw_stats, pw_stats)
         if self.traces_unrolled():
             # The same body traced N times (no while loop): for small N,
             # where a loop and its gradient cost more to trace than N copies.
@@ -325,9 +343,9 @@ class LruStage(keras.layers.Layer):
             )
         else:
             carry = ops.fori_loop(0, n, body, carry)
-        x, dw_stats, pw_stats = carry
+        outputs, dw_stats, pw_stats = carry
         stats = {"dw_bn": dw_stats, "pw_bn": pw_stats} if training else {}
-        return inverse_half_swap_shuffle(x), stats
+        return outputs, stats
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -381,6 +399,7 @@ class LruStage(keras.layers.Layer):
                 "momentum": self.momentum,
                 "epsilon": self.epsilon,
                 "fused": self.fused,
+                "recompute": self.recompute,
                 "unroll": self.unroll,
             }
         )

@@ -91,7 +91,9 @@ def _lru_stage(
     return x
 
 
-def _lru_stage_loop(x: Any, planes: int, layer_reuse: int, stage: int) -> Any:
+def _lru_stage_loop(
+    x: Any, planes: int, layer_reuse: int, stage: int, recompute: bool = False
+) -> Any:
     """The same stage as one `LruStage` layer (named `stage{k}`): a traced loop.
 
     At N=1 `LruStage`'s default traces the one iteration without a loop,
@@ -103,6 +105,7 @@ def _lru_stage_loop(x: Any, planes: int, layer_reuse: int, stage: int) -> Any:
         groups=_GROUPS,
         momentum=0.9,
         epsilon=1e-5,
+        recompute=recompute,
         name=f"stage{stage}",
     )(x)
 
@@ -243,6 +246,7 @@ def LruNet(
     name: str = "lrunet",
     *,
     reuse_loop: bool | None = None,
+    recompute: bool = False,
     _layer_types: _common.LayerTypes = _LAYER_TYPES,
 ) -> keras.Model:
     """Instantiates the LruNet architecture (N-LruNet-kx in the paper).
@@ -280,6 +284,12 @@ def LruNet(
             and under TensorFlow with a GPU (where XLA compiles), unrolled
             otherwise. Published weights and weights files of either layout
             load into both (through `convert_reuse_weights`).
+        recompute: Trade training time for memory on TensorFlow: the looped
+            stages keep 2C instead of about 8C activations per position
+            for the backward pass and recompute the rest there
+            (`keras_reuse.lean_iteration`; LruNet-14 at batch 128: about
+            20% slower, a third of the live memory). Implies
+            `reuse_loop=True`; refused with `reuse_loop=False`.
         _layer_types: Private: the layer classes to build from (the
             benchmarks' and tests' stock-Keras baselines).
 
@@ -287,7 +297,14 @@ def LruNet(
         A `keras.Model`.
     """
     _common.check_positive_int("layer_reuse", layer_reuse)
-    reuse_loop = resolve_reuse_loop(reuse_loop)
+    if not isinstance(recompute, bool):
+        raise ValueError(f"`recompute` must be True or False. Received: recompute={recompute!r}")
+    if recompute and reuse_loop is False:
+        raise ValueError(
+            "`recompute=True` recomputes inside the looped stages: pass reuse_loop=True "
+            "or None. Received: reuse_loop=False"
+        )
+    reuse_loop = True if recompute else resolve_reuse_loop(reuse_loop)
     if lrunet_presets.is_preset_name(weights):
         saved_looped = False  # the published files are unrolled
     elif isinstance(weights, str) and os.path.isfile(weights):
@@ -323,6 +340,7 @@ def LruNet(
             classifier_activation,
             name,
             reuse_loop=reuse_loop,
+            recompute=recompute,
         )
         return convert_reuse_weights(source, target)
     planes = _check_width(width_multiplier)
@@ -372,7 +390,7 @@ def LruNet(
 
     def stage(x: Any, planes: int, reuse: int, k: int) -> Any:
         if reuse_loop:
-            return _lru_stage_loop(x, planes, reuse, k)
+            return _lru_stage_loop(x, planes, reuse, k, recompute)
         return _lru_stage(x, planes, reuse, f"stage{k}", _layer_types)
 
     x = stage(x, planes[0], layer_reuse, 1)
