@@ -475,11 +475,19 @@ def _memory_child(spec: dict) -> dict:
     before = _rss_mb()
     trainer = KerasTrainer(model, batch_size, warmup=1)
     trainer.run(steps)
-    return {
+    result = {
         "rss_before_mb": before,
         "peak_rss_mb": _peak_rss_mb(),
         "activations_mb": activations,
     }
+    if os.environ.get("TF_CPU_ALLOCATOR_USE_BFC") == "true":
+        # TensorFlow's CPU allocator counts live tensors only when it is
+        # the BFC allocator, chosen by this variable before TensorFlow starts.
+        import tensorflow as tf
+
+        peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
+        result["live_peak_mb"] = peak / MB
+    return result
 
 
 if __name__ == "__main__":

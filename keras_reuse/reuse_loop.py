@@ -29,7 +29,10 @@ What runs where: the loop and all arithmetic are `keras.ops` (JAX: a
 PyTorch: a Python loop). On TensorFlow, as in `keras_reuse.layers`, the
 training-mode BatchNorm is one `FusedBatchNormV3` and the inference-mode
 pointwise convolution one grouped `tf.nn.conv2d`; both tested against the
-generic path (`tests/test_reuse_loop.py`).
+generic path (`tests/test_reuse_loop.py`). With `recompute=True`, TensorFlow
+trains each iteration as `keras_reuse.lean_iteration.lean_iteration`, a
+custom gradient that keeps a quarter of the activations
+(`tests/test_lean_iteration.py`).
 
 Weight layout (names inside the layer, which is named `stage{k}`):
 

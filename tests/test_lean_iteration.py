@@ -224,6 +224,12 @@ def test_recompute_is_refused_without_the_loop_or_as_a_non_boolean():
         LruStage(16, 2, recompute=1)
 
 
+def test_recompute_is_a_boolean_train_flag():
+    from keras_reuse import config
+
+    assert config.model_arguments()["recompute"].kind is bool
+
+
 def test_recompute_builds_looped_stages_that_keep_it_through_keras_files(tmp_path):
     model = LruNet(layer_reuse=2, width_multiplier=runner.WIDTH, recompute=True)
     stages = [layer for layer in model.layers if isinstance(layer, LruStage)]
