@@ -16,8 +16,8 @@ statistics the forward computed). The grouped 1x1 convolution (the
 matmuls) is never recomputed.
 
 The price is time: LruNet-14 training at batch 128 ran about 20% slower
-for a live-tensor peak of 629 MB against autodiff's 1,912 MB (README,
-"Performance"), so `LruStage(recompute=True)` is opt-in. The forward is
+for a live-tensor peak of 672 MB against autodiff's 1,906 MB (README,
+"Trading time for memory"), so `LruStage(recompute=True)` is opt-in. The forward is
 the same ops as autodiff's graph, so the outputs and batch statistics are
 bit-identical; the backward calls the gradient kernels TensorFlow's
 registered gradients call (`nn_grad.py`) on recomputed inputs, so the
@@ -31,6 +31,7 @@ from __future__ import annotations
 from keras_reuse.layers import (
     biased_variance,
     fused_batch_norm_op,
+    grouped_pointwise,
     half_swap_shuffle,
     inverse_half_swap_shuffle,
 )
@@ -39,8 +40,9 @@ from keras_reuse.layers import (
 def _repeat(x, times: int):
     # Channel c of x becomes channels c*times .. c*times + times-1, as in
     # `layers.depthwise_conv`. A tile, not that function's stack: the same
-    # values, copied about twice as fast here (its gradient, which made the
-    # stack the better choice there, is never taken).
+    # values, copied faster (6 against 14 ms at stage 1's shape, batch 128,
+    # one scratch timing); the stack was chosen there for its gradient,
+    # which is never taken here.
     import tensorflow as tf
 
     shape = x.shape[1:]
@@ -65,16 +67,6 @@ def _batch_norm_grad(dy, x, gamma, norm, epsilon: float):
         is_training=True,
     )
     return dx, dgamma, dbeta
-
-
-def _grouped_matmul(x, kernels):
-    import tensorflow as tf
-
-    flat = tf.reshape(x, (-1, x.shape[-1]))
-    pieces = tf.split(flat, len(kernels), axis=-1) if len(kernels) > 1 else [flat]
-    out = [tf.matmul(a, k) for a, k in zip(pieces, kernels, strict=True)]
-    y = tf.concat(out, axis=-1) if len(out) > 1 else out[0]
-    return tf.reshape(y, tf.concat([tf.shape(x)[:-1], [-1]], 0))
 
 
 def lean_iteration(
@@ -131,8 +123,7 @@ def lean_iteration(
         kernel = conv_kernel(dw_kernel)
         d = tf.raw_ops.DepthwiseConv2dNative(input=r, filter=kernel, **conv)
         norm1 = fused_batch_norm_op(d, gamma1, beta1, epsilon)
-        pw = tf.unstack(pw_kernel, num=groups, axis=0)
-        z = _grouped_matmul(norm1[0], pw)
+        z = grouped_pointwise(norm1[0], pw_kernel, training=True)
         norm2 = fused_batch_norm_op(z, gamma2, beta2, epsilon)
         out = tf.nn.relu(norm2[0] + x)
 
@@ -161,6 +152,7 @@ def lean_iteration(
                     data_format="NHWC",
                     is_training=False,
                 )[0]
+            pw = tf.unstack(pw_kernel, num=groups, axis=0)
             flat_y = tf.split(tf.reshape(y, (-1, y.shape[-1])), groups, axis=-1)
             flat_dz = tf.split(tf.reshape(dz, (-1, dz.shape[-1])), groups, axis=-1)
             dy = tf.concat(
