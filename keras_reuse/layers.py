@@ -14,8 +14,10 @@ On the TensorFlow backend two fast paths replace parts of it, each behind a
 generic code (tests/test_layers.py, forward and gradient):
 
 * `GroupedPointwiseConv` inference: one grouped `tf.nn.conv2d`, faster than
-  the per-group matmuls on CPU, but without a CPU gradient, so TensorFlow
-  trains through the matmuls like the other backends.
+  the per-group matmuls on CPU, with its gradient written out (TensorFlow's
+  own CPU kernels have none where oneDNN is off), so an inference-mode call
+  can still be differentiated; TensorFlow trains through the matmuls like
+  the other backends.
 * `FusedBatchNormalization` training: TensorFlow's `FusedBatchNormV3`, one
   op forward and one backward, instead of Keras's separate moments and
   multiply-add.
@@ -79,14 +81,9 @@ def grouped_pointwise(x, kernel, training=False, fast: bool = True):
         and keras.backend.backend() == "tensorflow"
     ):
         # Inference on TensorFlow: its native grouped Conv2D runs the forward
-        # pass in one op, faster than the per-group matmuls, but has no CPU
-        # gradient, so training keeps the matmuls. Same arithmetic.
-        import tensorflow as tf
-
-        kernel = tf.cast(kernel, x.dtype)
-        # Output channel g * cout_g + o reads kernel[g, :, o].
-        k = tf.reshape(tf.transpose(kernel, (1, 0, 2)), (1, 1, cin_g, filters))
-        return tf.nn.conv2d(x, k, strides=1, padding="VALID")
+        # pass in one op, faster than the per-group matmuls. Training keeps
+        # the matmuls. Same arithmetic.
+        return _grouped_conv2d(x, kernel)
     shape = ops.shape(x)
     flat = ops.reshape(x, (-1, x.shape[-1]))
     # One 2D matmul per group on channel slices. Measured on a 2-core AVX2
@@ -102,6 +99,39 @@ def grouped_pointwise(x, kernel, training=False, fast: bool = True):
             [ops.matmul(a, k) for a, k in zip(slices, kernels, strict=True)], axis=-1
         )
     return ops.reshape(y, (*shape[:-1], filters))
+
+
+def _grouped_conv2d(x, kernel):
+    """`grouped_pointwise` as one grouped TensorFlow `conv2d`, with a CPU gradient.
+
+    TensorFlow's own CPU kernels have no gradient for a grouped conv2d
+    (where oneDNN is off: "Gradients for grouped convolutions are not
+    supported on CPU"), and a user may differentiate an inference-mode call
+    (saliency maps, a gradient tape around `model(x)`). The gradient is
+    written out: the input's is the grouped conv2d of the upstream gradient
+    with each group's kernel transposed, the kernel's one matmul per group.
+    """
+    import tensorflow as tf
+
+    groups, cin_g, cout_g = kernel.shape
+
+    def as_filter(k):
+        # Output channel g * cols + o reads k[g, :, o].
+        rows, cols = k.shape[1], k.shape[2]
+        return tf.reshape(tf.transpose(k, (1, 0, 2)), (1, 1, rows, groups * cols))
+
+    @tf.custom_gradient
+    def conv(x, kernel):
+        def grad(dy):
+            dx = tf.nn.conv2d(dy, as_filter(tf.transpose(kernel, (0, 2, 1))), 1, "VALID")
+            xs = tf.split(tf.reshape(x, (-1, groups * cin_g)), groups, axis=-1)
+            dys = tf.split(tf.reshape(dy, (-1, groups * cout_g)), groups, axis=-1)
+            dk = tf.stack([tf.matmul(a, b, transpose_a=True) for a, b in zip(xs, dys, strict=True)])
+            return dx, dk
+
+        return tf.nn.conv2d(x, as_filter(kernel), strides=1, padding="VALID"), grad
+
+    return conv(x, tf.cast(kernel, x.dtype))
 
 
 def _onednn_cpu() -> bool:

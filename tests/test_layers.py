@@ -149,10 +149,18 @@ def test_grouped_pointwise_generic_path_equals_the_tensorflow_fast_path(generic_
     generic_path(True)
     generic = keras.ops.convert_to_numpy(layer(x, training=False))
     np.testing.assert_allclose(generic, fast, rtol=1e-5, atol=1e-5)
-    # Training (gradients): TensorFlow has no CPU gradient for the grouped
-    # conv2d, so both backends train through the matmuls; the generic path's
-    # gradient against the group loop's closed form.
     upstream = rng.standard_normal((3, 4, 5, 16)).astype(np.float32)
+    # A gradient of the inference-mode call (TensorFlow's CPU kernels have
+    # none for a grouped conv2d where oneDNN is off): the fast path's own.
+    generic_path(False)
+    y_fast, grads_fast = _forward_and_gradients(layer, x, False, upstream)
+    generic_path(True)
+    y_generic, grads_generic = _forward_and_gradients(layer, x, False, upstream)
+    np.testing.assert_allclose(y_fast, y_generic, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads_fast, grads_generic, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    # Training (gradients): both backends train through the matmuls; the
+    # generic path's gradient against the group loop's closed form.
     y, (dx, dkernel, dbias) = _forward_and_gradients(layer, x, True, upstream)
     kernel = layer.kernel.numpy()
     np.testing.assert_allclose(y, fast, rtol=1e-5, atol=1e-5)
