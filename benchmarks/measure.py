@@ -136,8 +136,10 @@ class KerasTrainer:
     user waits for, the first step and `fit`'s set-up and tear-down included).
     """
 
-    def __init__(self, model: Any, batch_size: int, warmup: int):
-        self.model = compile_for_training(model)
+    def __init__(self, model: Any, batch_size: int, warmup: int, compiled: bool = False):
+        # `compiled=True` keeps a model already compiled by
+        # `compile_for_training` (a second compile would trace it again).
+        self.model = model if compiled else compile_for_training(model)
         self.batch_size = batch_size
         self.data = synthetic_dataset(batch_size, tuple(model.input_shape[1:]))
         self.ends: list[float] = []

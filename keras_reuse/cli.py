@@ -10,7 +10,6 @@ program with one line, `keras-reuse NAME: error: ...`, and exit code 2.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import textwrap
 
@@ -48,9 +47,11 @@ def _one_line(error: Exception) -> str:
 
 
 def run(argv: list[str] | None = None) -> None:
-    """Entry point of the `keras-reuse` console script."""
-    # TensorFlow's C++ start-up chatter would bury the progress bar.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Runs `keras-reuse SUBCOMMAND [flags]` (`argv` as `sys.argv`).
+
+    The console script is `keras_reuse_cli.run`, which sets TensorFlow's
+    start-up variables before it imports this package (and TensorFlow).
+    """
     from absl import app, flags
 
     argv = list(sys.argv if argv is None else argv)

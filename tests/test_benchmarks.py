@@ -271,3 +271,40 @@ def test_first_step_profile_refuses_an_unknown_model(tmp_path):
     assert done.returncode != 0
     assert "received --models=lrunet99" in done.stderr
     assert not os.listdir(tmp_path)
+
+
+def test_onednn_a_b_runs_each_setting_in_its_own_process(tmp_path):
+    done = _run(
+        "--models=lrunet1",
+        "--batch_size=4",
+        "--rounds=1",
+        "--calls=1",
+        "--steps=1",
+        f"--output_dir={tmp_path}",
+        module="benchmarks.onednn",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = json.loads((tmp_path / "onednn.json").read_text())["models"]
+    off, on = row["medians"]["0"], row["medians"]["1"]
+    # TensorFlow obeys the variable on every x86 CPU: the A/B is real.
+    assert off["onednn"] == [False] and on["onednn"] == [True]
+    for key in ("steady", "fit_call", "build_s", "first_step_s", "peak_rss_mb"):
+        assert _positive(off[key]) and _positive(on[key]), key
+    table = (tmp_path / "onednn.md").read_text()
+    assert "| LruNet-1 | off |" in table and "| LruNet-1 | on |" in table
+    assert f"{on['steady'] / off['steady']:.2f}" in table
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--models=lrunet99"], "--models must name models from lrunet1,"),
+        (["--rounds=0"], "--rounds must be >= 1. Received: 0"),
+        (["--steps=-2"], "--steps must be >= 1. Received: -2"),
+    ],
+)
+def test_onednn_a_b_refuses_bad_flags(tmp_path, args, message):
+    done = _run(*args, f"--output_dir={tmp_path}", module="benchmarks.onednn", timeout=300)
+    assert done.returncode != 0
+    assert message in done.stderr and "Received" in done.stderr
+    assert not os.listdir(tmp_path)

@@ -1,0 +1,183 @@
+"""TensorFlow with oneDNN off and on, side by side, for every benchmark model.
+
+    python -m benchmarks.onednn --models=lrunet1,lrunet14,sharesnet164,resnet164
+
+TensorFlow reads `TF_ENABLE_ONEDNN_OPTS` once, when it starts, and on x86
+CPUs without AVX-512 VNNI, bfloat16 or AMX (the AVX2-only AMD EPYC, for
+one) it leaves oneDNN off unless the variable is 1. So each measurement is
+a fresh process with the variable set to 0 or 1, the two taking turns
+(off first in even rounds, on first in odd ones) so that they share the
+machine's load. Each child builds the model (timed), calls `fit` to the
+end of its first step (timed: tracing, graph optimisation, one step), then
+makes `--calls` `fit` calls of `--steps` + 1 steps on the same model (steady
+and whole-call images/s, as `benchmarks.run`), and reports its peak
+resident memory (VmHWM). Medians over `--rounds`. Writes `onednn.json`
+and `onednn.md` (atomically) to `--output_dir`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from absl import app, flags
+
+from benchmarks import measure, models
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("models", ["lrunet1", "lrunet14", "sharesnet164", "resnet164"], "Models to time.")
+flags.DEFINE_integer("batch_size", 128, "Images per step.")
+flags.DEFINE_integer("rounds", 2, "Fresh-process pairs (off, on) per model; medians are reported.")
+flags.DEFINE_integer("calls", 2, "Timed fit calls per process, after the first step.")
+flags.DEFINE_integer("steps", 7, "Timed steps per fit call (each call has one more).")
+flags.DEFINE_string("output_dir", "benchmarks/results", "Where onednn.json/.md go.")
+flags.DEFINE_string("child", None, "(internal) One measurement's JSON spec; prints one JSON line.")
+
+SETTINGS = ("0", "1")  # TF_ENABLE_ONEDNN_OPTS values: off, on
+FIGURES = ("steady", "fit_call", "build_s", "first_step_s", "peak_rss_mb")
+
+
+def child(spec: dict) -> dict:
+    """One fresh process's figures for `spec` (`model`, `batch_size`, `calls`, `steps`)."""
+    from keras_reuse.layers import _onednn_cpu
+
+    batch = spec["batch_size"]
+    start = time.perf_counter()
+    model = models.keras_model(spec["model"])
+    built = time.perf_counter()
+    measure.compile_for_training(model)
+    data = measure.synthetic_dataset(batch, models.INPUT_SHAPE)
+    ends: list[float] = []
+    model.fit(data, steps_per_epoch=1, epochs=1, verbose=0, callbacks=[measure._BatchEnds(ends)])
+    first_step = ends[0] - built
+    trainer = measure.KerasTrainer(model, batch, warmup=1, compiled=True)
+    runs = [trainer.run(spec["steps"]) for _ in range(spec["calls"])]
+    return {
+        "onednn": _onednn_cpu(),
+        "build_s": built - start,
+        "first_step_s": first_step,
+        "steady": measure.median([r["steady"] for r in runs]),
+        "fit_call": measure.median([r["fit_call"] for r in runs]),
+        "peak_rss_mb": measure._peak_rss_mb(),
+    }
+
+
+def run_child(spec: dict, setting: str, timeout: float = 3600.0) -> dict:
+    """Runs `child(spec)` in a fresh process with `TF_ENABLE_ONEDNN_OPTS=setting`."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=setting, TF_CPP_MIN_LOG_LEVEL="2")
+    command = [sys.executable, "-m", "benchmarks.onednn", f"--child={json.dumps(spec)}"]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, env=env, cwd=root
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        return {"error": f"exit code {done.returncode}: {' | '.join(tail)}"}
+    return json.loads(lines[-1])
+
+
+def measure_model(name: str, settings: dict) -> dict[str, Any]:
+    """Every round's figures for one model, oneDNN off and on taking turns."""
+    spec = {"model": name, **{k: settings[k] for k in ("batch_size", "calls", "steps")}}
+    rounds: dict[str, list[dict]] = {s: [] for s in SETTINGS}
+    for index in range(settings["rounds"]):
+        for setting in SETTINGS if index % 2 == 0 else SETTINGS[::-1]:
+            print(f"[{models.label(name)}] round {index + 1}, oneDNN {setting}", flush=True)
+            result = run_child(spec, setting)
+            print(f"  {json.dumps(result)}", flush=True)
+            rounds[setting].append(result)
+    medians: dict[str, dict] = {}
+    for setting, results in rounds.items():
+        good = [r for r in results if "error" not in r]
+        medians[setting] = {
+            key: measure.median([r[key] for r in good]) if good else None for key in FIGURES
+        }
+        medians[setting]["onednn"] = sorted({r["onednn"] for r in good})
+    return {"model": name, "label": models.label(name), "rounds": rounds, "medians": medians}
+
+
+def _cell(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _ratio(on: float | None, off: float | None) -> str:
+    return "-" if not on or not off else f"{on / off:.2f}"
+
+
+def markdown(rows: list[dict], command: str, machine: str, load: tuple) -> str:
+    lines = [
+        f"Measured with `{command}` on {machine}; load average {load[0]:.1f} before, "
+        f"{load[1]:.1f} after. Batch {FLAGS.batch_size}, a fresh process per figure, "
+        f"`TF_ENABLE_ONEDNN_OPTS` 0 and 1 taking turns, medians of {FLAGS.rounds} rounds.",
+        "",
+        "| model | oneDNN | train img/s | whole fit calls img/s | build s "
+        "| first step s | first step in steady steps | peak RSS MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        for setting, label in zip(SETTINGS, ("off", "on"), strict=True):
+            m = row["medians"][setting]
+            steady_step = FLAGS.batch_size / m["steady"] if m["steady"] else None
+            first = m["first_step_s"]
+            in_steps = first / steady_step if steady_step and first else None
+            lines.append(
+                f"| {row['label']} | {label} | {_cell(m['steady'], 1)} | {_cell(m['fit_call'], 1)} "
+                f"| {_cell(m['build_s'], 1)} | {_cell(m['first_step_s'], 1)} "
+                f"| {_cell(in_steps, 1)} | {_cell(m['peak_rss_mb'], 0)} |"
+            )
+    lines += [
+        "",
+        "| model | train on/off | whole fit calls on/off | first step on/off | peak RSS on/off |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        off, on = (row["medians"][s] for s in SETTINGS)
+        lines.append(
+            f"| {row['label']} | {_ratio(on['steady'], off['steady'])} "
+            f"| {_ratio(on['fit_call'], off['fit_call'])} "
+            f"| {_ratio(on['first_step_s'], off['first_step_s'])} "
+            f"| {_ratio(on['peak_rss_mb'], off['peak_rss_mb'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    if FLAGS.child:
+        print(json.dumps(child(json.loads(FLAGS.child))), flush=True)
+        return
+    for name in ("batch_size", "rounds", "calls", "steps"):
+        if FLAGS[name].value < 1:
+            raise app.UsageError(f"--{name} must be >= 1. Received: {FLAGS[name].value}")
+    unknown = [m for m in FLAGS.models if m not in models.MODELS]
+    if unknown or not FLAGS.models:
+        raise app.UsageError(
+            f"--models must name models from {', '.join(models.MODELS)}. "
+            f"Received: {','.join(FLAGS.models)}"
+        )
+    settings = {n: FLAGS[n].value for n in ("batch_size", "rounds", "calls", "steps")}
+    before = os.getloadavg()[0]
+    rows = [measure_model(name, settings) for name in FLAGS.models]
+    load = (before, os.getloadavg()[0])
+    given = [
+        FLAGS[n].serialize()
+        for n in ("models", "batch_size", "rounds", "calls", "steps")
+        if FLAGS[n].present
+    ]
+    command = " ".join(["python -m benchmarks.onednn", *given])
+    machine = f"{measure.machine()}, {', '.join(measure.cpu_flags())}"
+    payload = {"command": command, "machine": machine, "load": load, "models": rows}
+    table = markdown(rows, command, machine, load)
+    measure.write_results(FLAGS.output_dir, "onednn", payload, table)
+
+
+if __name__ == "__main__":
+    app.run(main)
