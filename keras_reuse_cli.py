@@ -10,7 +10,7 @@ them first. Each is a default: a variable the user has set is left alone.
   its log is set up ignore it.)
 - `TF_ENABLE_ONEDNN_OPTS=1` on x86-64: TensorFlow leaves oneDNN off on x86
   CPUs without AVX-512 VNNI, bfloat16 or AMX (an AVX2-only AMD EPYC, for
-  one), and there it trains 1.2-1.5x faster with oneDNN on
+  one), and there our models trained 1.2-2x faster with oneDNN on
   (`python -m benchmarks.onednn`, README "Performance"). On the CPUs where
   it is TensorFlow's default this changes nothing.
 
