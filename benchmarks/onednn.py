@@ -41,9 +41,19 @@ SETTINGS = ("0", "1")  # TF_ENABLE_ONEDNN_OPTS values: off, on
 FIGURES = ("steady", "fit_call", "build_s", "first_step_s", "peak_rss_mb")
 
 
-def child(spec: dict) -> dict:
-    """One fresh process's figures for `spec` (`model`, `batch_size`, `calls`, `steps`)."""
-    from keras_reuse.layers import _onednn_cpu
+def child(spec: dict[str, Any]) -> dict[str, Any]:
+    """One fresh process's figures (run with `--child`).
+
+    Args:
+        spec: `{"model": name, "batch_size": int, "calls": int, "steps": int}`.
+
+    Returns:
+        Whether TensorFlow runs oneDNN (`onednn`, as it reports it), its
+        version, build and first-step seconds, the median steady and
+        whole-call images/s of `calls` fit calls, and the peak RSS in MB.
+    """
+    import tensorflow as tf
+    from tensorflow.python.util import _pywrap_util_port
 
     batch = spec["batch_size"]
     start = time.perf_counter()
@@ -52,12 +62,14 @@ def child(spec: dict) -> dict:
     measure.compile_for_training(model)
     data = measure.synthetic_dataset(batch, models.INPUT_SHAPE)
     ends: list[float] = []
+    # As measure.keras_first_step, but the model stays for the timed calls.
     model.fit(data, steps_per_epoch=1, epochs=1, verbose=0, callbacks=[measure._BatchEnds(ends)])
     first_step = ends[0] - built
     trainer = measure.KerasTrainer(model, batch, warmup=1, compiled=True)
     runs = [trainer.run(spec["steps"]) for _ in range(spec["calls"])]
     return {
-        "onednn": _onednn_cpu(),
+        "onednn": bool(_pywrap_util_port.IsMklEnabled()),
+        "tensorflow": tf.__version__,
         "build_s": built - start,
         "first_step_s": first_step,
         "steady": measure.median([r["steady"] for r in runs]),
@@ -66,8 +78,17 @@ def child(spec: dict) -> dict:
     }
 
 
-def run_child(spec: dict, setting: str, timeout: float = 3600.0) -> dict:
-    """Runs `child(spec)` in a fresh process with `TF_ENABLE_ONEDNN_OPTS=setting`."""
+def run_child(spec: dict[str, Any], setting: str, timeout: float = 3600.0) -> dict[str, Any]:
+    """Runs `child(spec)` in a fresh process with `TF_ENABLE_ONEDNN_OPTS=setting`.
+
+    Args:
+        spec: As `child`.
+        setting: "0" (off) or "1" (on).
+        timeout: Seconds before the child is abandoned.
+
+    Returns:
+        The child's figures, or `{"error": message}`.
+    """
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=setting, TF_CPP_MIN_LOG_LEVEL="2")
     command = [sys.executable, "-m", "benchmarks.onednn", f"--child={json.dumps(spec)}"]
@@ -84,8 +105,16 @@ def run_child(spec: dict, setting: str, timeout: float = 3600.0) -> dict:
     return json.loads(lines[-1])
 
 
-def measure_model(name: str, settings: dict) -> dict[str, Any]:
-    """Every round's figures for one model, oneDNN off and on taking turns."""
+def measure_model(name: str, settings: dict[str, int]) -> dict[str, Any]:
+    """Every round's figures for one model, oneDNN off and on taking turns.
+
+    Args:
+        name: A `benchmarks.models` name.
+        settings: `batch_size`, `rounds`, `calls` and `steps`.
+
+    Returns:
+        `{"model", "label", "rounds": {setting: [figures]}, "medians": {setting: figures}}`.
+    """
     spec = {"model": name, **{k: settings[k] for k in ("batch_size", "calls", "steps")}}
     rounds: dict[str, list[dict]] = {s: [] for s in SETTINGS}
     for index in range(settings["rounds"]):
@@ -105,18 +134,35 @@ def measure_model(name: str, settings: dict) -> dict[str, Any]:
 
 
 def _cell(value: float | None, digits: int) -> str:
+    """A table cell: the value with `digits` decimals and thousands commas, or "-"."""
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def _ratio(on: float | None, off: float | None) -> str:
+    """A table cell: on/off with two decimals, or "-" if either is missing."""
     return "-" if not on or not off else f"{on / off:.2f}"
 
 
-def markdown(rows: list[dict], command: str, machine: str, load: tuple) -> str:
+def markdown(
+    rows: list[dict[str, Any]], command: str, machine: str, load: tuple[float, float], batch: int
+) -> str:
+    """The results as Markdown: a row per model and setting, then the on/off ratios.
+
+    Args:
+        rows: `measure_model`'s results.
+        command: The command line that made them.
+        machine: The machine line (CPU, cores, SIMD flags, TensorFlow).
+        load: The load average before and after.
+        batch: The batch size.
+
+    Returns:
+        The Markdown text.
+    """
+    rounds = max(len(r) for row in rows for r in row["rounds"].values())
     lines = [
         f"Measured with `{command}` on {machine}; load average {load[0]:.1f} before, "
-        f"{load[1]:.1f} after. Batch {FLAGS.batch_size}, a fresh process per figure, "
-        f"`TF_ENABLE_ONEDNN_OPTS` 0 and 1 taking turns, medians of {FLAGS.rounds} rounds.",
+        f"{load[1]:.1f} after. Batch {batch}, a fresh process per figure, "
+        f"`TF_ENABLE_ONEDNN_OPTS` 0 and 1 taking turns, medians of {rounds} rounds.",
         "",
         "| model | oneDNN | train img/s | whole fit calls img/s | build s "
         "| first step s | first step in steady steps | peak RSS MB |",
@@ -125,7 +171,7 @@ def markdown(rows: list[dict], command: str, machine: str, load: tuple) -> str:
     for row in rows:
         for setting, label in zip(SETTINGS, ("off", "on"), strict=True):
             m = row["medians"][setting]
-            steady_step = FLAGS.batch_size / m["steady"] if m["steady"] else None
+            steady_step = batch / m["steady"] if m["steady"] else None
             first = m["first_step_s"]
             in_steps = first / steady_step if steady_step and first else None
             lines.append(
@@ -163,6 +209,11 @@ def main(argv: list[str]) -> None:
             f"--models must name models from {', '.join(models.MODELS)}. "
             f"Received: {','.join(FLAGS.models)}"
         )
+    if os.path.exists(FLAGS.output_dir) and not os.path.isdir(FLAGS.output_dir):
+        raise app.UsageError(f"--output_dir must be a directory. Received: {FLAGS.output_dir}")
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    if not os.access(FLAGS.output_dir, os.W_OK):
+        raise app.UsageError(f"--output_dir must be writable. Received: {FLAGS.output_dir}")
     settings = {n: FLAGS[n].value for n in ("batch_size", "rounds", "calls", "steps")}
     before = os.getloadavg()[0]
     rows = [measure_model(name, settings) for name in FLAGS.models]
@@ -173,10 +224,19 @@ def main(argv: list[str]) -> None:
         if FLAGS[n].present
     ]
     command = " ".join(["python -m benchmarks.onednn", *given])
-    machine = f"{measure.machine()}, {', '.join(measure.cpu_flags())}"
+    results = [r for row in rows for rs in row["rounds"].values() for r in rs]
+    versions = sorted({r["tensorflow"] for r in results if "tensorflow" in r})
+    machine = (
+        f"{measure.cpu_model()} ({os.cpu_count()} cores, {' '.join(measure.cpu_flags())}), "
+        f"TensorFlow {', '.join(versions) or 'unknown'}"
+    )
     payload = {"command": command, "machine": machine, "load": load, "models": rows}
-    table = markdown(rows, command, machine, load)
+    table = markdown(rows, command, machine, load, settings["batch_size"])
     measure.write_results(FLAGS.output_dir, "onednn", payload, table)
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        # The table shows "-" where a child failed; the exit code says so too.
+        sys.exit(f"{len(errors)} measurement(s) failed; the first: {errors[0]}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ number, no recorded error) and lands where the README table reads it.
 
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -286,8 +287,11 @@ def test_onednn_a_b_runs_each_setting_in_its_own_process(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     (row,) = json.loads((tmp_path / "onednn.json").read_text())["models"]
     off, on = row["medians"]["0"], row["medians"]["1"]
-    # TensorFlow obeys the variable on every x86 CPU: the A/B is real.
-    assert off["onednn"] == [False] and on["onednn"] == [True]
+    # TensorFlow obeys the variable (on x86-64 builds, which have oneDNN):
+    # each child ran the setting it was given.
+    assert off["onednn"] == [False]
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert on["onednn"] == [True]
     for key in ("steady", "fit_call", "build_s", "first_step_s", "peak_rss_mb"):
         assert _positive(off[key]) and _positive(on[key]), key
     table = (tmp_path / "onednn.md").read_text()
@@ -308,3 +312,12 @@ def test_onednn_a_b_refuses_bad_flags(tmp_path, args, message):
     assert done.returncode != 0
     assert message in done.stderr and "Received" in done.stderr
     assert not os.listdir(tmp_path)
+
+
+def test_onednn_a_b_refuses_an_output_dir_that_is_a_file(tmp_path):
+    path = tmp_path / "taken"
+    path.write_text("")
+    done = _run("--models=lrunet1", f"--output_dir={path}", module="benchmarks.onednn")
+    assert done.returncode != 0
+    assert f"--output_dir must be a directory. Received: {path}" in done.stderr
+    assert path.read_text() == ""

@@ -64,7 +64,9 @@ def _onednn(env: dict[str, str]) -> tuple[bool, str]:
 
 def test_tensorflow_starts_quietly_with_onednn_unless_the_user_said_otherwise():
     on, stderr = _onednn(_clean_environment())
-    assert on is (platform.machine().lower() in ("x86_64", "amd64"))
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        # Elsewhere oneDNN is TensorFlow's own choice, which we leave alone.
+        assert on is True
     # TensorFlow's own INFO line at start-up (XLA's, written through absl
     # before its log is set up, ignore TF_CPP_MIN_LOG_LEVEL).
     assert "cpu_feature_guard" not in stderr, stderr

@@ -37,7 +37,7 @@ QUICK_FLAGS = [
 
 
 def cli(*args, env=None, **kwargs):
-    """Runs `python -m keras_reuse.train` (the console script's twin)."""
+    """Runs `python -m keras_reuse.train` (`keras-reuse train` with TensorFlow's own defaults)."""
     return subprocess.run(
         [sys.executable, "-m", "keras_reuse.train", *args],
         capture_output=True,
