@@ -428,8 +428,24 @@ def peak_memory(spec: dict, timeout: float = 1800.0) -> dict:
         The child's JSON: peak RSS, RSS before training, and (Keras) the
         activation estimate; or `{"error": message}`.
     """
-    command = [sys.executable, "-m", "benchmarks.measure", json.dumps(spec)]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return json_child(["benchmarks.measure", json.dumps(spec)], {}, timeout)
+
+
+def json_child(module_args: list[str], env: dict[str, str], timeout: float) -> dict:
+    """Runs `python -m MODULE ARGS...` from the repository root; returns its last JSON line.
+
+    Args:
+        module_args: The module and its arguments.
+        env: Variables added to this process's environment (TensorFlow's
+            INFO and WARNING lines are silenced unless given).
+        timeout: Seconds before the child is abandoned.
+
+    Returns:
+        The child's last stdout line that starts with "{", parsed; or
+        `{"error": message}` (timeout, non-zero exit, no JSON).
+    """
+    command = [sys.executable, "-m", *module_args]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         done = subprocess.run(

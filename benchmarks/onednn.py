@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import Any
@@ -89,20 +88,8 @@ def run_child(spec: dict[str, Any], setting: str, timeout: float = 3600.0) -> di
     Returns:
         The child's figures, or `{"error": message}`.
     """
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=setting, TF_CPP_MIN_LOG_LEVEL="2")
-    command = [sys.executable, "-m", "benchmarks.onednn", f"--child={json.dumps(spec)}"]
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, env=env, cwd=root
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode or not lines:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        return {"error": f"exit code {done.returncode}: {' | '.join(tail)}"}
-    return json.loads(lines[-1])
+    args = ["benchmarks.onednn", f"--child={json.dumps(spec)}"]
+    return measure.json_child(args, {"TF_ENABLE_ONEDNN_OPTS": setting}, timeout)
 
 
 def measure_model(name: str, settings: dict[str, int]) -> dict[str, Any]:
