@@ -211,8 +211,12 @@ def test_the_backward_pass_holds_far_less_memory():
     assert done.returncode == 0, done.stderr[-2000:]
     peaks = json.loads(done.stdout.strip().splitlines()[-1])
     # 8 iterations of a 64-channel stage at 32x16x16: autodiff keeps about
-    # 7C per iteration, the lean gradient 2C plus one iteration's work.
-    assert peaks["True"] < 0.6 * peaks["False"], peaks
+    # 7C per iteration, the lean gradient 2C plus one iteration's work. The
+    # lean peak depends on how the executor schedules the loop's ops: 64-76
+    # MB alone, up to 84 MB beside other tests, against autodiff's 130-137.
+    # A backward that keeps the forward's depthwise and BatchNorm outputs
+    # measured 123 against 136 MB (0.90), which this still refuses.
+    assert peaks["True"] < 0.7 * peaks["False"], peaks
 
 
 def test_recompute_is_refused_without_the_loop_or_as_a_non_boolean():
