@@ -33,7 +33,7 @@ code runs (cuDNN serves the grouped conv2d and the fused BatchNorm), and
 Keras's default `jit_compile="auto"` compiles TensorFlow and JAX training
 steps with XLA; whether the native grouped convolution is faster there than
 the matmuls is not measured here: `python -m benchmarks.gpu` does it.
-`ChannelShuffle` is slices and a stack on every backend.
+`ChannelShuffle` is reshapes and a transpose on every backend.
 """
 
 from __future__ import annotations
@@ -145,6 +145,41 @@ def _onednn_cpu() -> bool:
     return bool(_pywrap_util_port.IsMklEnabled()) and not tf.config.list_physical_devices("GPU")
 
 
+def _repeat_channels(x, times: int):
+    """Channel `c` of NHWC `x` as channels `c * times .. c * times + times - 1` (TensorFlow).
+
+    Tiled, then transposed: `[x, x]` along the channels is `times` block
+    copies, and one transpose interleaves them. A stack on a new last axis
+    (the same result) copies one element at a time on CPU: measured with
+    forward and gradient at LruNet-14's stage shapes, batch 128, oneDNN on,
+    it took 1.3-1.6x as long (`Pack` was 31% of LruNet-14's training op
+    time). Reshapes are to static shapes where known: XLA needs them.
+    """
+    import tensorflow as tf
+
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    if None in (height, width):
+        height, width = tf.shape(x)[1], tf.shape(x)[2]
+    tiled = tf.reshape(tf.concat([x] * times, axis=-1), (-1, height, width, times, channels))
+    return tf.reshape(tf.transpose(tiled, (0, 1, 2, 4, 3)), (-1, height, width, channels * times))
+
+
+def _multiplier_one_form(x, kernel):
+    """`(x, kernel)` of a depthwise convolution as its multiplier-1 form (TensorFlow).
+
+    The depthwise convolution of the returned pair is that of the given
+    pair: input channel `c`, repeated as channels `c * M + m`, meets
+    `kernel[:, :, c, m]`.
+    """
+    import tensorflow as tf
+
+    kh, kw, channels, multiplier = kernel.shape
+    return (
+        _repeat_channels(x, multiplier),
+        tf.reshape(kernel, (kh, kw, channels * multiplier, 1)),
+    )
+
+
 def depthwise_conv(x, kernel, strides=1, padding: str = "same", dilation_rate=1, fast: bool = True):
     """A channels-last 2D depthwise convolution without bias, as `keras.ops.depthwise_conv`.
 
@@ -152,7 +187,8 @@ def depthwise_conv(x, kernel, strides=1, padding: str = "same", dilation_rate=1,
     convolved with `kernel[:, :, c, m]`. Used by `DepthwiseConv2D` and by the
     looped LruNet stage (`keras_reuse.reuse_loop`).
 
-    On TensorFlow's CPU with oneDNN (TensorFlow's default on x86) and M > 1,
+    On TensorFlow's CPU with oneDNN (on by default on x86 CPUs with AVX-512;
+    the `keras-reuse` command turns it on on others) and M > 1,
     the input's channels are repeated M times and convolved with multiplier
     1: the same products and sums, in the kernel layout oneDNN serves fast.
     Measured on this project's 2-core AMD EPYC at LruNet-14's shapes (batch
@@ -168,7 +204,7 @@ def depthwise_conv(x, kernel, strides=1, padding: str = "same", dilation_rate=1,
     Returns:
         `(N, H', W', C * M)` activations.
     """
-    kh, kw, channels, multiplier = kernel.shape
+    multiplier = kernel.shape[-1]
     if (
         fast
         and multiplier > 1
@@ -176,18 +212,7 @@ def depthwise_conv(x, kernel, strides=1, padding: str = "same", dilation_rate=1,
         and keras.backend.backend() == "tensorflow"
         and _onednn_cpu()
     ):
-        import tensorflow as tf
-
-        # Repeated as a stack and a reshape to a static shape where one is
-        # known: XLA (`jit_compile=True`) needs static shapes in the gradient
-        # of `tf.repeat`'s tile, and the stack's gradient is slices.
-        height, width = x.shape[1], x.shape[2]
-        if None in (height, width):
-            height, width = tf.shape(x)[1], tf.shape(x)[2]
-        x = tf.reshape(
-            tf.stack([x] * multiplier, axis=-1), (-1, height, width, channels * multiplier)
-        )
-        kernel = tf.reshape(kernel, (kh, kw, channels * multiplier, 1))
+        x, kernel = _multiplier_one_form(x, kernel)
     return ops.depthwise_conv(
         x, kernel, strides=strides, padding=padding, dilation_rate=dilation_rate
     )
@@ -387,25 +412,52 @@ def channel_shuffle_permutation(
     return source.reshape(groups, channels // groups).T.reshape(-1)
 
 
+def channel_shuffle(x, groups: int = 2, swap_halves: bool = False):
+    """The ShuffleNet channel shuffle of `x`'s last axis, `ChannelShuffle`'s arithmetic.
+
+    Output channel `k` is input channel `channel_shuffle_permutation(C,
+    groups, swap_halves)[k]`, computed as a reshape to `(..., groups, C /
+    groups)`, a transpose of the last two axes and a reshape back (after the
+    two halves are exchanged, as a split and a concatenation, when
+    `swap_halves`). Every piece moves whole rows: a stack on a new last axis
+    (the same permutation) copies one element at a time on TensorFlow's CPU,
+    and measured with its gradient at LruNet-14's stage shapes (batch 128,
+    oneDNN on) it took 1.6-2.1x as long; in a .tflite file its PACK is an
+    op XNNPACK does not take (README, "Export").
+
+    Args:
+        x: A tensor of rank >= 2, channels last; `C` divisible by `groups`
+            (and by 2 with `swap_halves`).
+        groups: Shuffle groups.
+        swap_halves: Exchange the two channel halves first (LruNet).
+
+    Returns:
+        The permuted tensor, `x`'s shape.
+    """
+    channels = x.shape[-1]
+    if swap_halves:
+        low, high = ops.split(x, 2, axis=-1)
+        x = ops.concatenate([high, low], axis=-1)
+    # Static shapes where they are known: a dynamic one costs a SHAPE op per
+    # call in the .tflite and in every graph.
+    shape = x.shape[1:]
+    lead = tuple(ops.shape(x)[:-1]) if None in shape else (-1, *shape[:-1])
+    x = ops.reshape(x, (*lead, groups, channels // groups))
+    return ops.reshape(ops.swapaxes(x, -1, -2), (*lead, channels))
+
+
 def half_swap_shuffle(x):
     """`ChannelShuffle(2, swap_halves=True)`: out[2j] = x[C/2+j], out[2j+1] = x[j]."""
-    low, high = ops.split(x, 2, axis=-1)
-    shape = x.shape[1:]
-    target = (-1, *shape) if None not in shape else ops.shape(x)
-    return ops.reshape(ops.stack([high, low], axis=-1), target)
+    return channel_shuffle(x, 2, swap_halves=True)
 
 
 def inverse_half_swap_shuffle(x):
     """The inverse permutation of `half_swap_shuffle`."""
-    channels = x.shape[-1]
-    shape = x.shape[1:]
-    dynamic = None in shape
-    pairs = ops.reshape(
-        x,
-        (*ops.shape(x)[:-1], channels // 2, 2) if dynamic else (-1, *shape[:-1], channels // 2, 2),
-    )
-    high, low = ops.unstack(pairs, num=2, axis=-1)
-    return ops.concatenate([low, high], axis=-1)
+    # A shuffle of g groups is undone by one of C/g groups; then the halves
+    # go back.
+    x = channel_shuffle(x, x.shape[-1] // 2)
+    low, high = ops.split(x, 2, axis=-1)
+    return ops.concatenate([high, low], axis=-1)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -441,21 +493,9 @@ class ChannelShuffle(keras.layers.Layer):
             )
 
     def call(self, inputs):
-        # Split / stack / reshape instead of a gather: the gather's gradient
-        # is a scatter (UnsortedSegmentSum), much slower on CPU than the
-        # slices and concatenation that differentiate a stack.
-        channels = inputs.shape[-1]
-        if self.swap_halves and self.groups % 2:
-            half = channels // 2
-            inputs = ops.concatenate([inputs[..., half:], inputs[..., :half]], axis=-1)
-        pieces = ops.split(inputs, self.groups, axis=-1)
-        if self.swap_halves and not self.groups % 2:
-            pieces = pieces[self.groups // 2 :] + pieces[: self.groups // 2]
-        # A static target shape where one is known: a dynamic one costs a SHAPE
-        # op per call in the .tflite and in every graph.
-        shape = inputs.shape[1:]
-        target = (-1, *shape) if None not in shape else ops.shape(inputs)
-        return ops.reshape(ops.stack(pieces, axis=-1), target)
+        # Reshapes and a transpose, not a gather: the gather's gradient is a
+        # scatter (UnsortedSegmentSum), much slower on CPU.
+        return channel_shuffle(inputs, self.groups, self.swap_halves)
 
     def compute_output_shape(self, input_shape):
         return input_shape

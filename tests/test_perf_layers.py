@@ -3,9 +3,10 @@
 FusedBatchNormalization against keras.layers.BatchNormalization (outputs,
 gradients, moving statistics, inference, fallbacks, saving), the grouped 1x1
 conv's training (per-group matmuls) and inference (grouped Conv2D) paths
-against a loop over groups, the split/stack channel shuffle (and its
-gradient) against its permutation, and a whole LruNet training step against
-the same network built from stock layers.
+against a loop over groups, the channel shuffle (and its gradient) against
+its permutation, the depthwise convolution's multiplier-1 form against the
+stock op, and a whole LruNet training step against the same network built
+from stock layers.
 """
 
 import os
@@ -21,7 +22,9 @@ from keras_reuse.layers import (
     ChannelShuffle,
     FusedBatchNormalization,
     GroupedPointwiseConv,
+    _multiplier_one_form,
     channel_shuffle_permutation,
+    inverse_half_swap_shuffle,
 )
 
 
@@ -212,6 +215,42 @@ def test_channel_shuffle_and_its_gradient_follow_the_permutation(groups, swap_ha
     expected_grad = np.zeros_like(upstream)
     expected_grad[..., perm] = upstream
     np.testing.assert_array_equal(tape.gradient(loss, x).numpy(), expected_grad)
+
+
+def test_inverse_half_swap_shuffle_undoes_the_shuffle():
+    x = tf.constant(np.random.default_rng(15).standard_normal((2, 3, 3, 16)).astype(np.float32))
+    shuffled = ChannelShuffle(2, swap_halves=True)(x)
+    assert not np.array_equal(shuffled.numpy(), x.numpy())
+    np.testing.assert_array_equal(inverse_half_swap_shuffle(shuffled).numpy(), x.numpy())
+
+
+@pytest.mark.parametrize("spatial", [(5, 6), (None, None)])
+def test_depthwise_multiplier_one_form_equals_the_stock_op(spatial):
+    # What `depthwise_conv` runs where TensorFlow uses oneDNN, tested here
+    # whatever this process's oneDNN setting: the channel repeat (a tile and
+    # a transpose) and the reshaped kernel, forward and both gradients.
+    rng = np.random.default_rng(16)
+    x = tf.constant(rng.standard_normal((2, 5, 6, 4)).astype(np.float32))
+    kernel = tf.constant(rng.standard_normal((3, 3, 4, 2)).astype(np.float32))
+    upstream = tf.constant(rng.standard_normal((2, 5, 6, 8)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *spatial, 4)), tf.TensorSpec((3, 3, 4, 2))])
+    def both(x, kernel):
+        results = []
+        for form in (lambda x, k: (x, k), _multiplier_one_form):
+            with tf.GradientTape() as tape:
+                tape.watch([x, kernel])
+                y = keras.ops.depthwise_conv(*form(x, kernel), padding="same")
+                loss = tf.reduce_sum(y * upstream)
+            results.append([y, *tape.gradient(loss, [x, kernel])])
+        return results
+
+    stock, ours = both(x, kernel)
+    for a, b in zip(ours, stock, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
+    # The repeated input itself: channel c as channels 2c and 2c+1.
+    repeated, _ = _multiplier_one_form(x, kernel)
+    np.testing.assert_array_equal(repeated.numpy(), np.repeat(x.numpy(), 2, axis=-1))
 
 
 class _EinsumPointwise(GroupedPointwiseConv):
