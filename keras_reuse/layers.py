@@ -11,18 +11,22 @@ What runs where, on purpose. Every layer has one generic implementation in
 `keras.ops`, which is what the JAX and PyTorch backends run, on any device.
 On the TensorFlow backend two fast paths replace parts of it, each behind a
 `keras.backend.backend() == "tensorflow"` check and tested against the
-generic code (tests/test_layers.py, forward and gradient):
+generic code (tests/test_layers.py, forward and gradient; with oneDNN on
+too, by tests/test_onednn_paths.py):
 
 * `GroupedPointwiseConv` inference: one grouped `tf.nn.conv2d`, faster than
   the per-group matmuls on CPU, with its gradient written out (TensorFlow's
   own CPU kernels have none where oneDNN is off), so an inference-mode call
-  can still be differentiated; TensorFlow trains through the matmuls like
-  the other backends.
+  can still be differentiated. Training: the same grouped `conv2d`, with
+  TensorFlow's gradient, where oneDNN runs it (float32, at most 32 input
+  channels per group: there it trains faster than the matmuls); the
+  matmuls otherwise, as on the other backends.
 * `FusedBatchNormalization` training: TensorFlow's `FusedBatchNormV3`, one
   op forward and one backward, instead of Keras's separate moments and
   multiply-add.
 * `DepthwiseConv2D` with a depth multiplier above 1, where TensorFlow runs
-  its CPU kernels through oneDNN (its default on x86): the same convolution
+  its CPU kernels through oneDNN (its default on x86 CPUs with AVX-512, and
+  under the `keras-reuse` command on any x86-64): the same convolution
   as a multiplier-1 depthwise convolution of the channel-repeated input.
   oneDNN's multiplier-2 kernels for the forward pass and the input
   gradient run 2-3x slower than its multiplier-1 kernels on the same output
@@ -53,6 +57,14 @@ def _conv_kernel_initializer() -> keras.initializers.Initializer:
     )
 
 
+# Input channels per group up to which oneDNN's grouped convolution trains
+# faster than the per-group matmuls. Measured (forward and both gradients,
+# 2-core AVX2 AMD EPYC, oneDNN on, 8 groups, batches of 16-512 at 4x4 to
+# 16x16): 16 and 32 channels per group took 0.62-0.97x the matmuls' time
+# (LruNet's stages 1 and 2), 64 and 128 took 1.05-1.56x (stages 3 and 4).
+_ONEDNN_GROUPED_MAX_CIN = 32
+
+
 def grouped_pointwise(x, kernel, training=False, fast: bool = True):
     """A grouped 1x1 convolution without bias, `GroupedPointwiseConv`'s arithmetic.
 
@@ -63,9 +75,9 @@ def grouped_pointwise(x, kernel, training=False, fast: bool = True):
     Args:
         x: Activations `(..., groups * cin_g)`.
         kernel: The kernel's value, `(groups, cin_g, cout_g)`.
-        training: Whether this is a training call (TensorFlow's fast path
-            is inference-only).
-        fast: Allow the TensorFlow fast path (False: the generic path, for
+        training: Whether this is a training call (TensorFlow's inference
+            path differs; see `GroupedPointwiseConv`).
+        fast: Allow the TensorFlow fast paths (False: the generic path, for
             tests).
 
     Returns:
@@ -73,17 +85,21 @@ def grouped_pointwise(x, kernel, training=False, fast: bool = True):
     """
     groups, cin_g, cout_g = kernel.shape
     filters = groups * cout_g
-    if (
-        fast
-        and not training
-        and groups > 1
-        and len(x.shape) == 4
-        and keras.backend.backend() == "tensorflow"
-    ):
-        # Inference on TensorFlow: its native grouped Conv2D runs the forward
-        # pass in one op, faster than the per-group matmuls. Training keeps
-        # the matmuls. Same arithmetic.
-        return _grouped_conv2d(x, kernel)
+    if fast and groups > 1 and len(x.shape) == 4 and keras.backend.backend() == "tensorflow":
+        if not training:
+            # Inference on TensorFlow: its native grouped Conv2D runs the
+            # forward pass in one op, faster than the per-group matmuls.
+            return _grouped_conv2d(x, kernel)
+        if (
+            cin_g <= _ONEDNN_GROUPED_MAX_CIN
+            and keras.backend.standardize_dtype(x.dtype) == "float32"
+            and _onednn_cpu()
+        ):
+            # Training where oneDNN serves the grouped convolution and both
+            # its gradients, at the narrow groups where it is faster.
+            import tensorflow as tf
+
+            return tf.nn.conv2d(x, _grouped_filter(kernel), strides=1, padding="VALID")
     shape = ops.shape(x)
     flat = ops.reshape(x, (-1, x.shape[-1]))
     # One 2D matmul per group on channel slices. Measured on a 2-core AVX2
@@ -101,6 +117,17 @@ def grouped_pointwise(x, kernel, training=False, fast: bool = True):
     return ops.reshape(y, (*shape[:-1], filters))
 
 
+def _grouped_filter(kernel):
+    """A `(groups, cin_g, cout_g)` kernel as a grouped `conv2d` filter `(1, 1, cin_g, filters)`.
+
+    Output channel `g * cout_g + o` reads `kernel[g, :, o]`.
+    """
+    import tensorflow as tf
+
+    groups, rows, cols = kernel.shape
+    return tf.reshape(tf.transpose(kernel, (1, 0, 2)), (1, 1, rows, groups * cols))
+
+
 def _grouped_conv2d(x, kernel):
     """`grouped_pointwise` as one grouped TensorFlow `conv2d`, with a CPU gradient.
 
@@ -115,21 +142,16 @@ def _grouped_conv2d(x, kernel):
 
     groups, cin_g, cout_g = kernel.shape
 
-    def as_filter(k):
-        # Output channel g * cols + o reads k[g, :, o].
-        rows, cols = k.shape[1], k.shape[2]
-        return tf.reshape(tf.transpose(k, (1, 0, 2)), (1, 1, rows, groups * cols))
-
     @tf.custom_gradient
     def conv(x, kernel):
         def grad(dy):
-            dx = tf.nn.conv2d(dy, as_filter(tf.transpose(kernel, (0, 2, 1))), 1, "VALID")
+            dx = tf.nn.conv2d(dy, _grouped_filter(tf.transpose(kernel, (0, 2, 1))), 1, "VALID")
             xs = tf.split(tf.reshape(x, (-1, groups * cin_g)), groups, axis=-1)
             dys = tf.split(tf.reshape(dy, (-1, groups * cout_g)), groups, axis=-1)
             dk = tf.stack([tf.matmul(a, b, transpose_a=True) for a, b in zip(xs, dys, strict=True)])
             return dx, dk
 
-        return tf.nn.conv2d(x, as_filter(kernel), strides=1, padding="VALID"), grad
+        return tf.nn.conv2d(x, _grouped_filter(kernel), strides=1, padding="VALID"), grad
 
     return conv(x, tf.cast(kernel, x.dtype))
 

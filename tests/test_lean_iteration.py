@@ -99,8 +99,15 @@ def test_one_iteration_matches_autodiff(repeat):
     (lean_out, lean_grads), (auto_out, auto_grads) = run(True), run(False)
     for a, b in zip(lean_out, auto_out, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    for a, b in zip(lean_grads, auto_grads, strict=True):
-        assert runner.relative(a, b) < 1e-6
+    # Scaled: the depthwise BatchNorm's beta has a zero gradient in exact
+    # arithmetic, rounding noise that differs between kernels (where oneDNN
+    # trains the grouped 1x1 convolution natively, autodiff's is not the
+    # lean backward's matmuls).
+    errors = runner.per_tensor_scaled(
+        {str(i): g.numpy() for i, g in enumerate(lean_grads)},
+        {str(i): g.numpy() for i, g in enumerate(auto_grads)},
+    )
+    assert max(errors.values()) < 1e-5, errors
 
 
 def _stage_pair(layer_reuse: int, **kwargs) -> tuple[LruStage, LruStage]:
@@ -173,9 +180,10 @@ def test_one_fit_step_gives_the_same_weights(jit_compile):
         model.jit_compile = jit_compile
         model.train_on_batch(x, y)
         trained.append(runner.weights(model))
-    assert trained[0].keys() == trained[1].keys()
-    for path, value in trained[0].items():
-        assert runner.relative(trained[1][path], value) < 1e-5, path
+    # Scaled: the depthwise BatchNorms' betas start at zero and get a zero
+    # gradient in exact arithmetic, so they hold rounding noise only.
+    errors = runner.per_tensor_scaled(trained[1], trained[0])
+    assert max(errors.values()) < 1e-5, errors
 
 
 _MEMORY_PROBE = """

@@ -177,6 +177,33 @@ def test_grouped_pointwise_paths_match_the_group_loop(training):
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
+def _traced_op_types(fn, *specs) -> set[str]:
+    graph = tf.function(fn).get_concrete_function(*specs).graph
+    return {op.type for op in graph.get_operations()}
+
+
+@pytest.mark.parametrize("cin_per_group, native", [(32, True), (64, False)])
+def test_grouped_pointwise_trains_natively_where_onednn_is_faster(cin_per_group, native):
+    from keras_reuse.layers import _onednn_cpu, grouped_pointwise
+
+    if os.environ.get("KERAS_REUSE_EXPECT_ONEDNN") == "1":  # tests/test_onednn_paths.py
+        assert _onednn_cpu()
+    kernel = tf.zeros((8, cin_per_group, 4))
+    x = tf.TensorSpec((2, 3, 3, 8 * cin_per_group))
+    ops = _traced_op_types(lambda x: grouped_pointwise(x, kernel, training=True), x)
+    # oneDNN trains narrow groups as one grouped convolution (measured
+    # faster), TensorFlow's own kernels have no gradient for it.
+    conv = native and _onednn_cpu()
+    assert ("Conv2D" in ops) == conv
+    assert ("MatMul" in ops) != conv
+    # Reduced precision keeps the matmuls.
+    half = _traced_op_types(
+        lambda x: grouped_pointwise(x, tf.cast(kernel, tf.float16), training=True),
+        tf.TensorSpec(x.shape, tf.float16),
+    )
+    assert "Conv2D" not in half and "MatMul" in half
+
+
 def test_grouped_pointwise_gradients_match_the_einsum_form():
     layer = GroupedPointwiseConv(16, groups=8)
     x = tf.constant(np.random.default_rng(10).standard_normal((2, 3, 3, 32)).astype(np.float32))
