@@ -8,8 +8,9 @@ random images), and times a batch-1 invoke of each file with XNNPACK, all in
 one run. It also counts the XNNPACK partitions of each file: an op that
 XNNPACK does not take ends a partition, and the tensors crossing it leave
 XNNPACK's kernels. The two forms of the channel shuffle are compared: split
-/ stack / reshape, as `layers.ChannelShuffle` computes it, and reshape /
-transpose / reshape. Writes `litert_ops.json` and `litert_ops.md`
+/ stack / reshape, as `layers.ChannelShuffle` computed it before, and reshape
+/ transpose / reshape, as it computes it now (both without LruNet's half
+swap, which it now runs as a split and a concatenation first). Writes `litert_ops.json` and `litert_ops.md`
 (atomically) to `--output_dir`.
 """
 

@@ -109,7 +109,8 @@ class QuantizedKernel(keras.layers.Layer):
         layer, ops = self.layer, keras.ops
         kernel = ops.convert_to_tensor(layer.kernel)
         if isinstance(layer, GroupedPointwiseConv):
-            # training=True: the per-group matmuls, which have a gradient everywhere.
+            # training=True: a form with a gradient on every backend and CPU (the
+            # per-group matmuls, or oneDNN's grouped convolution where it runs).
             y = grouped_pointwise(x, fake_quant_kernel(kernel, (1,)), training=True)
         else:
             conv = (

@@ -1,15 +1,17 @@
 """Reuse primitives: the layers our architectures need that Keras lacks.
 
-`GroupedPointwiseConv` is a grouped 1x1 convolution written as one batched
-matmul, because TensorFlow has no native grouped convolution on CPU and
-`Conv2D(groups=...)` falls back to a slow path there. `ChannelShuffle` is the
+`GroupedPointwiseConv` is a grouped 1x1 convolution written as one matmul
+per group, because TensorFlow's own CPU kernels have no gradient for a
+grouped convolution and `Conv2D(groups=...)` falls back to a slow path
+there (TensorFlow's fast paths, below, run the native grouped convolution
+where it has one). `ChannelShuffle` is the
 ShuffleNet channel permutation, optionally preceded by the half swap that the
 LruNet authors apply between reuse iterations. Both are serializable, so
 models using them round-trip through `.keras` files without `custom_objects`.
 
 What runs where, on purpose. Every layer has one generic implementation in
 `keras.ops`, which is what the JAX and PyTorch backends run, on any device.
-On the TensorFlow backend two fast paths replace parts of it, each behind a
+On the TensorFlow backend three fast paths replace parts of it, each behind a
 `keras.backend.backend() == "tensorflow"` check and tested against the
 generic code (tests/test_layers.py, forward and gradient; with oneDNN on
 too, by tests/test_onednn_paths.py):
@@ -25,7 +27,8 @@ too, by tests/test_onednn_paths.py):
   op forward and one backward, instead of Keras's separate moments and
   multiply-add.
 * `DepthwiseConv2D` with a depth multiplier above 1, where TensorFlow runs
-  its CPU kernels through oneDNN (its default on x86 CPUs with AVX-512, and
+  its CPU kernels through oneDNN (its default on x86 CPUs with AVX-512 VNNI,
+  bfloat16 or AMX, and
   under the `keras-reuse` command on any x86-64): the same convolution
   as a multiplier-1 depthwise convolution of the channel-repeated input.
   oneDNN's multiplier-2 kernels for the forward pass and the input
@@ -41,6 +44,8 @@ the matmuls is not measured here: `python -m benchmarks.gpu` does it.
 """
 
 from __future__ import annotations
+
+import platform
 
 import keras
 import numpy as np
@@ -62,7 +67,26 @@ def _conv_kernel_initializer() -> keras.initializers.Initializer:
 # 2-core AVX2 AMD EPYC, oneDNN on, 8 groups, batches of 16-512 at 4x4 to
 # 16x16): 16 and 32 channels per group took 0.62-0.97x the matmuls' time
 # (LruNet's stages 1 and 2), 64 and 128 took 1.05-1.56x (stages 3 and 4).
+# Not measured on CPUs where TensorFlow turns oneDNN on itself (AVX-512
+# VNNI, bfloat16 or AMX).
 _ONEDNN_GROUPED_MAX_CIN = 32
+
+
+def _trains_grouped_conv2d(x, cin_g: int) -> bool:
+    """Whether TensorFlow trains this grouped 1x1 convolution as oneDNN's grouped conv2d.
+
+    Only where its gradient is oneDNN's: TensorFlow's own CPU kernels have
+    none ("not supported on CPU"), and x86-64 is where oneDNN's was tested.
+    An explicit `jit_compile=True` on a CPU hands the convolution to XLA,
+    whose CPU code for it is not measured here (Keras's default does not
+    compile on a machine without a GPU; README, "Backends and devices").
+    """
+    return (
+        cin_g <= _ONEDNN_GROUPED_MAX_CIN
+        and keras.backend.standardize_dtype(x.dtype) == "float32"
+        and platform.machine().lower() in ("x86_64", "amd64")
+        and _onednn_cpu()
+    )
 
 
 def grouped_pointwise(x, kernel, training=False, fast: bool = True):
@@ -90,16 +114,13 @@ def grouped_pointwise(x, kernel, training=False, fast: bool = True):
             # Inference on TensorFlow: its native grouped Conv2D runs the
             # forward pass in one op, faster than the per-group matmuls.
             return _grouped_conv2d(x, kernel)
-        if (
-            cin_g <= _ONEDNN_GROUPED_MAX_CIN
-            and keras.backend.standardize_dtype(x.dtype) == "float32"
-            and _onednn_cpu()
-        ):
+        if _trains_grouped_conv2d(x, cin_g):
             # Training where oneDNN serves the grouped convolution and both
             # its gradients, at the narrow groups where it is faster.
             import tensorflow as tf
 
-            return tf.nn.conv2d(x, _grouped_filter(kernel), strides=1, padding="VALID")
+            filters = _grouped_filter(tf.cast(kernel, x.dtype))
+            return tf.nn.conv2d(x, filters, strides=1, padding="VALID")
     shape = ops.shape(x)
     flat = ops.reshape(x, (-1, x.shape[-1]))
     # One 2D matmul per group on channel slices. Measured on a 2-core AVX2
@@ -209,7 +230,8 @@ def depthwise_conv(x, kernel, strides=1, padding: str = "same", dilation_rate=1,
     convolved with `kernel[:, :, c, m]`. Used by `DepthwiseConv2D` and by the
     looped LruNet stage (`keras_reuse.reuse_loop`).
 
-    On TensorFlow's CPU with oneDNN (on by default on x86 CPUs with AVX-512;
+    On TensorFlow's CPU with oneDNN (on by default on x86 CPUs with AVX-512
+    VNNI, bfloat16 or AMX;
     the `keras-reuse` command turns it on on others) and M > 1,
     the input's channels are repeated M times and convolved with multiplier
     1: the same products and sums, in the kernel layout oneDNN serves fast.
@@ -321,9 +343,10 @@ class GroupedPointwiseConv(keras.layers.Layer):
     than an einsum over a `(groups, ...)` view).
 
     Works on inputs of any rank >= 2 with channels last, on every Keras
-    backend (the matmuls are `keras.ops`); on TensorFlow, 4D inference runs
-    the same arithmetic as one grouped `tf.nn.conv2d` (see the module
-    docstring).
+    backend (the matmuls are `keras.ops`); on TensorFlow, 4D inference, and
+    4D float32 training of narrow groups where oneDNN runs TensorFlow's CPU
+    kernels, run the same arithmetic as one grouped `tf.nn.conv2d` (see the
+    module docstring).
 
     Args:
         filters: Number of output channels; divisible by `groups`.
@@ -441,10 +464,10 @@ def channel_shuffle(x, groups: int = 2, swap_halves: bool = False):
     groups, swap_halves)[k]`, computed as a reshape to `(..., groups, C /
     groups)`, a transpose of the last two axes and a reshape back (after the
     two halves are exchanged, as a split and a concatenation, when
-    `swap_halves`). Every piece moves whole rows: a stack on a new last axis
+    `swap_halves`). Every op is one vectorised copy: a stack on a new last axis
     (the same permutation) copies one element at a time on TensorFlow's CPU,
     and measured with its gradient at LruNet-14's stage shapes (batch 128,
-    oneDNN on) it took 1.6-2.1x as long; in a .tflite file its PACK is an
+    oneDNN on) it took 1.2-1.7x as long; in a .tflite file its PACK is an
     op XNNPACK does not take (README, "Export").
 
     Args:

@@ -12,8 +12,9 @@ gradient, and the 1x1 output (the second BatchNorm's input). When the
 backward pass reaches the iteration it recomputes the rest from its
 input: the shuffle and the channel repeat (copies), the depthwise
 convolution, and the first BatchNorm's output (one pass, from the batch
-statistics the forward computed). The grouped 1x1 convolution (the
-matmuls) is never recomputed.
+statistics the forward computed). The grouped 1x1 convolution is never
+recomputed; its gradient is per-group matmuls (whatever form its forward
+takes, `keras_reuse.layers.grouped_pointwise`).
 
 The price is time: LruNet-14 training at batch 128 ran about 20% slower
 for a live-tensor peak of 672 MB against autodiff's 1,906 MB (README,
@@ -29,27 +30,13 @@ the TensorFlow backend.
 from __future__ import annotations
 
 from keras_reuse.layers import (
+    _repeat_channels,
     biased_variance,
     fused_batch_norm_op,
     grouped_pointwise,
     half_swap_shuffle,
     inverse_half_swap_shuffle,
 )
-
-
-def _repeat(x, times: int):
-    # Channel c of x becomes channels c*times .. c*times + times-1, as in
-    # `layers.depthwise_conv`. A tile, not that function's stack: the same
-    # values, copied faster (6 against 14 ms at stage 1's shape, batch 128,
-    # one scratch timing); the stack was chosen there for its gradient,
-    # which is never taken here.
-    import tensorflow as tf
-
-    shape = x.shape[1:]
-    target = (-1, *shape[:-1], shape[-1] * times) if None not in shape else None
-    if target is None:
-        target = tf.concat([tf.shape(x)[:-1], [-1]], 0)
-    return tf.reshape(tf.tile(x[..., None], (1, 1, 1, 1, times)), target)
 
 
 def _batch_norm_grad(dy, x, gamma, norm, epsilon: float):
@@ -110,7 +97,7 @@ def lean_iteration(
 
     def conv_input(p):
         x = half_swap_shuffle(p)
-        return x, (_repeat(x, multiplier) if repeat and multiplier > 1 else x)
+        return x, (_repeat_channels(x, multiplier) if repeat and multiplier > 1 else x)
 
     def conv_kernel(kernel):
         if repeat and multiplier > 1:
@@ -173,7 +160,7 @@ def lean_iteration(
             if repeat and multiplier > 1:
                 # The repeat's gradient: each input channel's M copies summed.
                 pairs = tf.reshape(dr, tf.concat([tf.shape(p), [multiplier]], 0))
-                dr = tf.add_n(tf.unstack(pairs, num=multiplier, axis=-1))
+                dr = tf.reduce_sum(pairs, axis=-1)
                 dkernel = tf.reshape(dkernel, (kh, kw, channels, multiplier))
             dx = dr + ds
             return inverse_half_swap_shuffle(dx), dkernel, dpw, dgamma1, dbeta1, dgamma2, dbeta2

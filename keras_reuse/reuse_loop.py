@@ -28,7 +28,8 @@ What runs where: the loop and all arithmetic are `keras.ops` (JAX: a
 `lax.fori_loop` with static bounds, i.e. a scan, reverse-differentiable;
 PyTorch: a Python loop). On TensorFlow, as in `keras_reuse.layers`, the
 training-mode BatchNorm is one `FusedBatchNormV3` and the inference-mode
-pointwise convolution one grouped `tf.nn.conv2d`; both tested against the
+pointwise convolution one grouped `tf.nn.conv2d` (in training too, for
+narrow groups where oneDNN runs: `layers.grouped_pointwise`); tested against the
 generic path (`tests/test_reuse_loop.py`). With `recompute=True`, TensorFlow
 trains each iteration as `keras_reuse.lean_iteration.lean_iteration`, a
 custom gradient that keeps a quarter of the activations

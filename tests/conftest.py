@@ -23,6 +23,7 @@ _LONGEST_FIRST = (
     "test_reliability.py",
     "test_backends.py",
     "test_examples.py",
+    "test_onednn_paths.py",
 )
 
 

@@ -217,8 +217,29 @@ def test_lrunet14_float32_stores_each_shared_kernel_once(tmp_path):
         for op in flatbuffer.subgraphs[0].operators
     }
     assert "SHAPE" not in names and "RESHAPE" in names
-    # Keras's depthwise op, not our training form (a channel repeat, TILE).
-    assert "TILE" not in names
+
+
+def test_the_depthwise_layer_exports_as_one_op_where_it_trains_in_another_form(
+    tmp_path, monkeypatch
+):
+    # Where TensorFlow runs oneDNN, our DepthwiseConv2D traces a channel
+    # repeat (concatenation, transposes) and a multiplier-1 convolution;
+    # the file gets Keras's op. Forced here: CI's TensorFlow leaves oneDNN off.
+    from keras_reuse import layers as reuse_layers
+
+    monkeypatch.setattr(reuse_layers, "_onednn_cpu", lambda: True)
+    inputs = keras.Input((6, 6, 4))
+    layer = reuse_layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, use_bias=False)
+    model = keras.Model(inputs, layer(inputs))
+    traced = tf.function(model).get_concrete_function(tf.TensorSpec((1, 6, 6, 4))).graph
+    assert "Transpose" in {op.type for op in traced.get_operations()}  # the training form
+    to_tflite(model, tmp_path / "dw.tflite")
+    flatbuffer = flatbuffer_utils.read_model(os.fspath(tmp_path / "dw.tflite"))
+    names = [
+        flatbuffer_utils.opcode_to_name(flatbuffer, op.opcodeIndex)
+        for op in flatbuffer.subgraphs[0].operators
+    ]
+    assert names == ["DEPTHWISE_CONV_2D"]
 
 
 @pytest.mark.parametrize("mode", export.QUANTIZATIONS)

@@ -159,18 +159,23 @@ def test_grouped_pointwise_generic_path_equals_the_tensorflow_fast_path(generic_
     np.testing.assert_allclose(y_fast, y_generic, rtol=1e-5, atol=1e-5)
     for a, b in zip(grads_fast, grads_generic, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
-    # Training (gradients): both backends train through the matmuls; the
-    # generic path's gradient against the group loop's closed form.
-    y, (dx, dkernel, dbias) = _forward_and_gradients(layer, x, True, upstream)
+    # Training: TensorFlow's path (where oneDNN runs its kernels, the grouped
+    # conv2d with TensorFlow's gradient at these narrow groups; otherwise the
+    # matmuls) and the generic one, each against the group loop's closed form.
     kernel = layer.kernel.numpy()
-    np.testing.assert_allclose(y, fast, rtol=1e-5, atol=1e-5)
     u = upstream.reshape(-1, 8, 2)
     xs = x.reshape(-1, 8, 4)
-    np.testing.assert_allclose(dkernel, np.einsum("ngi,ngo->gio", xs, u), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(
-        dx, np.einsum("ngo,gio->ngi", u, kernel).reshape(x.shape), rtol=1e-4, atol=1e-4
-    )
-    np.testing.assert_allclose(dbias, upstream.sum(axis=(0, 1, 2)), rtol=1e-4, atol=1e-4)
+    for generic in (False, True):
+        generic_path(generic)
+        y, (dx, dkernel, dbias) = _forward_and_gradients(layer, x, True, upstream)
+        np.testing.assert_allclose(y, fast, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            dkernel, np.einsum("ngi,ngo->gio", xs, u), rtol=1e-4, atol=1e-4
+        )
+        np.testing.assert_allclose(
+            dx, np.einsum("ngo,gio->ngi", u, kernel).reshape(x.shape), rtol=1e-4, atol=1e-4
+        )
+        np.testing.assert_allclose(dbias, upstream.sum(axis=(0, 1, 2)), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])

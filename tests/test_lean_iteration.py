@@ -99,15 +99,16 @@ def test_one_iteration_matches_autodiff(repeat):
     (lean_out, lean_grads), (auto_out, auto_grads) = run(True), run(False)
     for a, b in zip(lean_out, auto_out, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    # Scaled: the depthwise BatchNorm's beta has a zero gradient in exact
-    # arithmetic, rounding noise that differs between kernels (where oneDNN
-    # trains the grouped 1x1 convolution natively, autodiff's is not the
-    # lean backward's matmuls).
+    # The depthwise BatchNorm's beta (argument 4) has a zero gradient in
+    # exact arithmetic: rounding noise, which differs between kernels (where
+    # oneDNN trains the grouped 1x1 convolution natively, autodiff's is not
+    # the lean backward's matmuls), so it is compared on the others' scale.
     errors = runner.per_tensor_scaled(
         {str(i): g.numpy() for i, g in enumerate(lean_grads)},
         {str(i): g.numpy() for i, g in enumerate(auto_grads)},
     )
-    assert max(errors.values()) < 1e-5, errors
+    assert errors.pop("4") < 1e-5
+    assert max(errors.values()) < 1e-6, errors
 
 
 def _stage_pair(layer_reuse: int, **kwargs) -> tuple[LruStage, LruStage]:
@@ -180,10 +181,14 @@ def test_one_fit_step_gives_the_same_weights(jit_compile):
         model.jit_compile = jit_compile
         model.train_on_batch(x, y)
         trained.append(runner.weights(model))
-    # Scaled: the depthwise BatchNorms' betas start at zero and get a zero
-    # gradient in exact arithmetic, so they hold rounding noise only.
-    errors = runner.per_tensor_scaled(trained[1], trained[0])
-    assert max(errors.values()) < 1e-5, errors
+    # The depthwise BatchNorms' betas start at zero and get a zero gradient
+    # in exact arithmetic (rounding noise only): compared on the scale of
+    # the other weights.
+    scaled = runner.per_tensor_scaled(trained[1], trained[0])
+    for path, value in trained[0].items():
+        error = scaled[path] if "dw_bn_beta" in path else runner.relative(trained[1][path], value)
+        assert error < 1e-5, path
+    assert any("dw_bn_beta" in path for path in trained[0])
 
 
 _MEMORY_PROBE = """

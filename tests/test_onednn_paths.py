@@ -4,8 +4,9 @@
 kernels through oneDNN (the depthwise convolution's multiplier-1 form, the
 grouped 1x1 convolution trained natively), and the `keras-reuse` command
 turns oneDNN on. TensorFlow reads `TF_ENABLE_ONEDNN_OPTS` once, at start-up,
-and leaves oneDNN off on x86 CPUs without AVX-512 (such as this project's CI
-machine), so a test process there never takes those paths. This file runs
+and leaves oneDNN off on x86 CPUs without AVX-512 VNNI, bfloat16 or AMX
+(such as this project's CI machine), so a test process there never takes
+those paths. This file runs
 the layer tests again in a child pytest with `TF_ENABLE_ONEDNN_OPTS=1`.
 """
 
@@ -28,7 +29,7 @@ _FILES = (
 
 
 def test_the_layer_tests_pass_with_onednn_on():
-    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1")
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1", KERAS_BACKEND="tensorflow")
     if platform.machine().lower() in ("x86_64", "amd64"):
         # Read by tests/test_perf_layers.py: there, TensorFlow must run oneDNN
         # (elsewhere oneDNN is TensorFlow's own per-CPU choice).
