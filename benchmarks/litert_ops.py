@@ -10,8 +10,8 @@ XNNPACK does not take ends a partition, and the tensors crossing it leave
 XNNPACK's kernels. The two forms of the channel shuffle are compared: split
 / stack / reshape, as `layers.ChannelShuffle` computed it before, and reshape
 / transpose / reshape, as it computes it now (both without LruNet's half
-swap, which it now runs as a split and a concatenation first). Writes `litert_ops.json` and `litert_ops.md`
-(atomically) to `--output_dir`.
+swap, which it now runs as a split and a concatenation first). Writes
+`litert_ops.json` and `litert_ops.md` (atomically) to `--output_dir`.
 """
 
 from __future__ import annotations
