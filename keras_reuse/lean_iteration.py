@@ -13,8 +13,9 @@ backward pass reaches the iteration it recomputes the rest from its
 input: the shuffle and the channel repeat (copies), the depthwise
 convolution, and the first BatchNorm's output (one pass, from the batch
 statistics the forward computed). The grouped 1x1 convolution is never
-recomputed; its gradient is per-group matmuls (whatever form its forward
-takes, `keras_reuse.layers.grouped_pointwise`).
+recomputed; its gradient takes the form its forward took
+(`keras_reuse.layers.grouped_pointwise`: oneDNN's grouped convolution for
+narrow groups where oneDNN runs, per-group matmuls otherwise).
 
 The price is time: LruNet-14 training at batch 128 ran about 20% slower
 for a live-tensor peak of 672 MB against autodiff's 1,906 MB (README,
@@ -30,13 +31,48 @@ the TensorFlow backend.
 from __future__ import annotations
 
 from keras_reuse.layers import (
+    _grouped_filter,
     _repeat_channels,
+    _trains_grouped_conv2d,
     biased_variance,
     fused_batch_norm_op,
     grouped_pointwise,
     half_swap_shuffle,
     inverse_half_swap_shuffle,
 )
+
+
+def _pointwise_grad(y, dz, kernel, native: bool):
+    """`(dy, dkernel)` of `grouped_pointwise(y, kernel, training=True)` for upstream `dz`.
+
+    `native`: the forward ran as oneDNN's grouped conv2d, and so do these
+    (the ops TensorFlow's registered gradient calls); otherwise per-group
+    matmuls on channel slices.
+    """
+    import tensorflow as tf
+
+    groups, cin_g, cout_g = kernel.shape
+    if native:
+        conv = {"strides": [1, 1, 1, 1], "padding": "VALID"}
+        filters = _grouped_filter(tf.cast(kernel, y.dtype))
+        dy = tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=tf.shape(y), filter=filters, out_backprop=dz, **conv
+        )
+        dfilters = tf.raw_ops.Conv2DBackpropFilter(
+            input=y, filter_sizes=tf.shape(filters), out_backprop=dz, **conv
+        )
+        # `_grouped_filter`'s layout back to (groups, cin_g, cout_g).
+        return dy, tf.transpose(tf.reshape(dfilters, (cin_g, groups, cout_g)), (1, 0, 2))
+    pw = tf.unstack(kernel, num=groups, axis=0)
+    flat_y = tf.split(tf.reshape(y, (-1, y.shape[-1])), groups, axis=-1)
+    flat_dz = tf.split(tf.reshape(dz, (-1, dz.shape[-1])), groups, axis=-1)
+    dy = tf.concat(
+        [tf.matmul(g, k, transpose_b=True) for g, k in zip(flat_dz, pw, strict=True)], axis=-1
+    )
+    dkernel = tf.stack(
+        [tf.matmul(a, g, transpose_a=True) for a, g in zip(flat_y, flat_dz, strict=True)]
+    )
+    return tf.reshape(dy, tf.shape(y)), dkernel
 
 
 def _batch_norm_grad(dy, x, gamma, norm, epsilon: float):
@@ -92,7 +128,6 @@ def lean_iteration(
     import tensorflow as tf
 
     kh, kw, channels, multiplier = depthwise_kernel.shape
-    groups = pointwise_kernel.shape[0]
     conv = {"strides": [1, 1, 1, 1], "padding": "SAME"}
 
     def conv_input(p):
@@ -111,6 +146,8 @@ def lean_iteration(
         d = tf.raw_ops.DepthwiseConv2dNative(input=r, filter=kernel, **conv)
         norm1 = fused_batch_norm_op(d, gamma1, beta1, epsilon)
         z = grouped_pointwise(norm1[0], pw_kernel, training=True)
+        # The form the forward took: its gradient is computed the same way.
+        native = _trains_grouped_conv2d(norm1[0], pw_kernel.shape[1])
         norm2 = fused_batch_norm_op(z, gamma2, beta2, epsilon)
         out = tf.nn.relu(norm2[0] + x)
 
@@ -139,17 +176,7 @@ def lean_iteration(
                     data_format="NHWC",
                     is_training=False,
                 )[0]
-            pw = tf.unstack(pw_kernel, num=groups, axis=0)
-            flat_y = tf.split(tf.reshape(y, (-1, y.shape[-1])), groups, axis=-1)
-            flat_dz = tf.split(tf.reshape(dz, (-1, dz.shape[-1])), groups, axis=-1)
-            dy = tf.concat(
-                [tf.matmul(g, k, transpose_b=True) for g, k in zip(flat_dz, pw, strict=True)],
-                axis=-1,
-            )
-            dpw = tf.stack(
-                [tf.matmul(a, g, transpose_a=True) for a, g in zip(flat_y, flat_dz, strict=True)]
-            )
-            dy = tf.reshape(dy, tf.shape(d))
+            dy, dpw = _pointwise_grad(y, dz, pw_kernel, native)
             dd, dgamma1, dbeta1 = _batch_norm_grad(dy, d, gamma1, norm1, epsilon)
             dr = tf.raw_ops.DepthwiseConv2dNativeBackpropInput(
                 input_sizes=tf.shape(r), filter=kernel, out_backprop=dd, **conv
