@@ -18,10 +18,11 @@ recomputed; its gradient takes the form its forward took
 narrow groups where oneDNN runs, per-group matmuls otherwise).
 
 The price is time: LruNet-14 training at batch 128 ran about 20% slower
-for a live-tensor peak of 672 MB against autodiff's 1,906 MB (README,
-"Trading time for memory"), so `LruStage(recompute=True)` is opt-in. The forward is
-the same ops as autodiff's graph, so the outputs and batch statistics are
-bit-identical; the backward calls the gradient kernels TensorFlow's
+(oneDNN off; about 27% with it on) for a live-tensor peak of 672 MB
+against autodiff's 1,906 MB (README, "Trading time for memory"), so
+`LruStage(recompute=True)` is opt-in. The forward is the same ops as
+autodiff's graph, so the outputs and batch statistics are bit-identical;
+the backward calls the gradient kernels TensorFlow's
 registered gradients call (`nn_grad.py`) on recomputed inputs, so the
 gradients agree to float32 rounding (tests/test_lean_iteration.py).
 TensorFlow only: `keras_reuse.reuse_loop.LruStage` uses it in training on

@@ -100,9 +100,9 @@ def test_one_iteration_matches_autodiff(repeat):
     for a, b in zip(lean_out, auto_out, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     # The depthwise BatchNorm's beta (argument 4) has a zero gradient in
-    # exact arithmetic: rounding noise, which differs between kernels (where
-    # oneDNN trains the grouped 1x1 convolution natively, autodiff's is not
-    # the lean backward's matmuls), so it is compared on the others' scale.
+    # exact arithmetic: rounding noise, which the two computations need not
+    # share (it differed where oneDNN runs the grouped 1x1 convolution), so
+    # it is compared on the others' scale.
     errors = runner.per_tensor_scaled(
         {str(i): g.numpy() for i, g in enumerate(lean_grads)},
         {str(i): g.numpy() for i, g in enumerate(auto_grads)},

@@ -6,8 +6,8 @@ grouped 1x1 convolution trained natively), and the `keras-reuse` command
 turns oneDNN on. TensorFlow reads `TF_ENABLE_ONEDNN_OPTS` once, at start-up,
 and leaves oneDNN off on x86 CPUs without AVX-512 VNNI, bfloat16 or AMX
 (such as this project's CI machine), so a test process there never takes
-those paths. This file runs
-the layer tests again in a child pytest with `TF_ENABLE_ONEDNN_OPTS=1`.
+those paths. This file runs the layer tests again in a child pytest with
+`TF_ENABLE_ONEDNN_OPTS=1`.
 """
 
 import os
