@@ -9,8 +9,9 @@ is not the model's):
 
 * build: constructing the Keras model;
 * trace: Python tracing Keras's own `model.train_step` (forward, loss,
-  gradients, optimizer update) into a graph, and that graph's op count and
-  most frequent op types (where the trace time goes: it grows with the ops);
+  gradients, optimizer update) into a graph, and that graph's op count, by
+  part and by most frequent type (where the trace time goes: it grows with
+  the ops);
 * first call: the traced step's first run, which adds TensorFlow's graph
   optimisation (Grappler) and kernel set-up to one step;
 * steady: the median of `--steps` further calls;
@@ -35,6 +36,8 @@ flags.DEFINE_string("warmup_model", "lrunet1", "Trained first, to warm the proce
 flags.DEFINE_integer("batch_size", 128, "Images per step.")
 flags.DEFINE_integer("steps", 3, "Steady calls after the first; their median is reported.")
 flags.DEFINE_integer("top_ops", 6, "How many op types to list per model.")
+_PARTS = ("forward", "gradient", "optimizer")
+
 flags.DEFINE_string("output_dir", "benchmarks/results", "Where first_step.json/.md go.")
 
 
@@ -49,9 +52,9 @@ def profile(name: str, batch_size: int, steps: int, top_ops: int) -> dict:
 
     Returns:
         Seconds (`build_s`, `trace_s`, `first_call_s`, `steady_s`,
-        `fit_first_step_s`), `graph_ops`, `top_ops` as `[type, count]`
-        pairs, and `first_step_in_steps` (build excluded, as in
-        `benchmarks.run`).
+        `fit_first_step_s`), `graph_ops`, `ops_by_part` (`ops_by_part`),
+        `top_ops` as `[type, count]` pairs, and `first_step_in_steps`
+        (build excluded, as in `benchmarks.run`).
     """
     import tensorflow as tf
 
@@ -67,6 +70,7 @@ def profile(name: str, batch_size: int, steps: int, top_ops: int) -> dict:
     trace_s = time.perf_counter() - start
     operations = concrete.graph.get_operations()
     counts = collections.Counter(op.type for op in operations)
+    parts = ops_by_part(operations, model.optimizer.name)
     start = time.perf_counter()
     concrete(data)
     first_call_s = time.perf_counter() - start
@@ -87,8 +91,30 @@ def profile(name: str, batch_size: int, steps: int, top_ops: int) -> dict:
         "fit_first_step_s": fit_first["first_step_s"],
         "first_step_in_steps": fit_first["first_step_s"] / steady_s,
         "graph_ops": len(operations),
+        "ops_by_part": parts,
         "top_ops": [[kind, count] for kind, count in counts.most_common(top_ops)],
     }
+
+
+def ops_by_part(operations, optimizer_name: str) -> dict[str, int]:
+    """Op counts of a traced train step by the part that made them, from their name scopes.
+
+    TensorFlow names the ops of the tape's gradient `gradient_tape/...` and
+    Keras the optimizer's update `{optimizer name}/...`; the rest are the
+    forward pass, the loss and the metrics.
+
+    Returns:
+        `{"forward": n, "gradient": n, "optimizer": n}`.
+    """
+    parts = dict.fromkeys(_PARTS, 0)
+    for op in operations:
+        if op.name.startswith("gradient_tape/"):
+            parts["gradient"] += 1
+        elif op.name.startswith(f"{optimizer_name}/"):
+            parts["optimizer"] += 1
+        else:
+            parts["forward"] += 1
+    return parts
 
 
 def table(results: list[dict], command: str) -> str:
@@ -96,14 +122,17 @@ def table(results: list[dict], command: str) -> str:
     lines = [
         f"Machine: {measure.machine()}. Batch {FLAGS.batch_size}; `{command}`.",
         "",
-        "| model | build s | trace s | graph ops | first call s | steady step s "
-        "| `fit` first step s (steady steps) | most frequent ops |",
+        "| model | build s | trace s | graph ops (forward / gradient / optimizer) "
+        "| first call s | steady step s | `fit` first step s (steady steps) "
+        "| most frequent ops |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         ops = ", ".join(f"{kind} {count}" for kind, count in r["top_ops"])
+        parts = " / ".join(f"{r['ops_by_part'][part]:,}" for part in _PARTS)
         lines.append(
-            f"| {r['label']} | {r['build_s']:.1f} | {r['trace_s']:.1f} | {r['graph_ops']:,} "
+            f"| {r['label']} | {r['build_s']:.1f} | {r['trace_s']:.1f} "
+            f"| {r['graph_ops']:,} ({parts}) "
             f"| {r['first_call_s']:.1f} | {r['steady_s']:.2f} "
             f"| {r['fit_first_step_s']:.1f} ({r['first_step_in_steps']:.1f}) | {ops} |"
         )

@@ -72,6 +72,10 @@ def test_quick_run_measures_every_figure(quick_run):
         memory = impls[impl]["memory"]
         assert "error" not in memory, memory
         assert memory["peak_rss_mb"] >= memory["rss_before_mb"] > 0
+        # RSS split into anonymous and file-backed pages, read together with it.
+        parts = memory["rss_anon_before_mb"] + memory["rss_file_before_mb"]
+        assert memory["rss_file_before_mb"] > 0
+        assert parts == pytest.approx(memory["rss_before_mb"], rel=0.05)
     assert keras["memory"]["activations_mb"] > 0
     ratios = payload["ratios"]["lrunet1"]
     assert ratios["train_keras_over_torch"] == pytest.approx(
@@ -242,6 +246,8 @@ def test_the_depthwise_a_b_builds_keras_layer_against_ours():
 
 
 def test_first_step_profile_breaks_the_first_step_down(tmp_path):
+    from benchmarks import models
+
     done = _run(
         "--models=lrunet1",
         "--warmup_model=lrunet1",
@@ -262,8 +268,15 @@ def test_first_step_profile_breaks_the_first_step_down(tmp_path):
     kinds = dict(result["top_ops"])
     assert len(kinds) == 3 and sum(kinds.values()) < result["graph_ops"]
     assert "MatMul" in kinds  # the grouped 1x1 convolutions, one per group
+    # Every op in exactly one part; the optimizer's at least one per weight
+    # it updates (its fused momentum kernel), so its name scope was found.
+    parts = result["ops_by_part"]
+    assert sum(parts.values()) == result["graph_ops"]
+    assert parts["gradient"] > 0 and parts["forward"] > 0
+    assert parts["optimizer"] >= len(models.keras_model("lrunet1").trainable_weights)
     table = (tmp_path / "first_step.md").read_text()
     assert table.count("| LruNet-1 |") == 1 and f"{result['graph_ops']:,}" in table
+    assert f"({parts['forward']:,} / {parts['gradient']:,} / {parts['optimizer']:,})" in table
     assert sorted(os.listdir(tmp_path)) == ["first_step.json", "first_step.md"]
 
 
