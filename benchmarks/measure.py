@@ -425,8 +425,9 @@ def peak_memory(spec: dict, timeout: float = 1800.0) -> dict:
         timeout: Seconds before the child is abandoned.
 
     Returns:
-        The child's JSON: peak RSS, RSS before training, and (Keras) the
-        activation estimate; or `{"error": message}`.
+        The child's JSON: peak RSS, RSS before training (and its anonymous
+        and file-backed parts), and (Keras) the activation estimate; or
+        `{"error": message}`.
     """
     return json_child(["benchmarks.measure", json.dumps(spec)], {}, timeout)
 
@@ -465,6 +466,22 @@ def _rss_mb() -> float:
         return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MB
 
 
+def _rss_parts_mb() -> dict[str, float]:
+    """Resident memory now by kind: anonymous (the heap, tensors) and file-backed.
+
+    File-backed pages are the mapped shared libraries' code and data
+    (TensorFlow's several hundred MB): resident, counted in RSS, but shared
+    and not allocated by the program.
+    """
+    parts = {}
+    with open("/proc/self/status") as file:
+        for line in file:
+            if line.startswith(("RssAnon:", "RssFile:")):
+                key = "rss_anon_before_mb" if line.startswith("RssAnon") else "rss_file_before_mb"
+                parts[key] = int(line.split()[1]) / 1024
+    return parts
+
+
 def _peak_rss_mb() -> float:
     # VmHWM, not getrusage's ru_maxrss: after fork + exec the latter still
     # holds the parent's peak.
@@ -484,17 +501,18 @@ def _memory_child(spec: dict) -> dict:
 
         torch.set_num_threads(os.cpu_count() or 1)
         net = models.torch_model(spec["model"])
-        before = _rss_mb()
+        before, parts = _rss_mb(), _rss_parts_mb()
         trainer = TorchTrainer(net, batch_size, models.INPUT_SHAPE, 0, bf16=False)
         trainer.run(steps)
-        return {"rss_before_mb": before, "peak_rss_mb": _peak_rss_mb()}
+        return {"rss_before_mb": before, **parts, "peak_rss_mb": _peak_rss_mb()}
     model = models.keras_model(spec["model"])
     activations = activation_bytes(model, batch_size) / MB
-    before = _rss_mb()
+    before, parts = _rss_mb(), _rss_parts_mb()
     trainer = KerasTrainer(model, batch_size, warmup=1)
     trainer.run(steps)
     result = {
         "rss_before_mb": before,
+        **parts,
         "peak_rss_mb": _peak_rss_mb(),
         "activations_mb": activations,
     }
