@@ -78,8 +78,11 @@ def _trains_grouped_conv2d(x, cin_g: int) -> bool:
     Only where its gradient is oneDNN's: TensorFlow's own CPU kernels have
     none ("not supported on CPU"), and x86-64 is where oneDNN's was tested.
     An explicit `jit_compile=True` on a CPU hands the convolution to XLA,
-    whose CPU code for it is not measured here (Keras's default does not
-    compile on a machine without a GPU; README, "Backends and devices").
+    which this check cannot see (Keras's default does not compile on a
+    machine without a GPU). There the grouped form is the slower one:
+    LruNet-1 at batch 128 trained at 50 images/s against the matmuls' 60
+    (AVX2 EPYC, oneDNN on, a scratch A/B), both far below the 1,190 images/s
+    without XLA (README, "Backends and devices").
     """
     return (
         cin_g <= _ONEDNN_GROUPED_MAX_CIN
