@@ -52,9 +52,9 @@ def profile(name: str, batch_size: int, steps: int, top_ops: int) -> dict:
 
     Returns:
         Seconds (`build_s`, `trace_s`, `first_call_s`, `steady_s`,
-        `fit_first_step_s`), `graph_ops`, `ops_by_part` (`ops_by_part`),
-        `top_ops` as `[type, count]` pairs, and `first_step_in_steps`
-        (build excluded, as in `benchmarks.run`).
+        `fit_first_step_s`), `graph_ops` and its `ops_by_part`, `top_ops`
+        as `[type, count]` pairs, and `first_step_in_steps` (build
+        excluded, as in `benchmarks.run`).
     """
     import tensorflow as tf
 
