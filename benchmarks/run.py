@@ -53,7 +53,7 @@ flags.DEFINE_integer(
     "overhead_calls",
     None,
     "Per-call overhead: this many fit calls of --overhead_steps against one call of "
-    "them all (default 4; 0 skips it).",
+    "them all, the median of --repeats rounds (default 4; 0 skips it).",
 )
 flags.DEFINE_integer("overhead_steps", None, "Steps per fit call of the overhead probe (4).")
 flags.DEFINE_integer("repeats", None, "Interleaved rounds; the median is reported.")
@@ -271,7 +271,9 @@ def bench_model(name: str, settings: dict, torch: Any) -> dict:
         _guard(
             impls["keras"],
             "per_call_overhead",
-            lambda: trainers_by_impl["keras"].per_call_overhead(calls, call_steps),
+            lambda: trainers_by_impl["keras"].per_call_overhead(
+                calls, call_steps, rounds=settings["repeats"]
+            ),
         )
     trainers.clear()
     trainers_by_impl.clear()

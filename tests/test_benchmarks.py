@@ -280,6 +280,26 @@ def test_first_step_profile_breaks_the_first_step_down(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["first_step.json", "first_step.md"]
 
 
+def test_per_call_overhead_is_the_median_of_alternating_rounds():
+    from benchmarks import measure
+
+    # Seconds of each fit call in order; round 1's single call is an outlier.
+    seconds = iter([1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 1.05, 1.05, 2.0])
+    steps_asked = []
+    trainer = object.__new__(measure.KerasTrainer)
+
+    def fit_call(steps):
+        steps_asked.append(steps)
+        return next(seconds)
+
+    trainer.fit_call = fit_call
+    overhead = trainer.per_call_overhead(calls=2, steps=2, rounds=3)
+    # Round ratios 0.0, 1.0 and 0.05: the median, not the first round or the mean.
+    assert overhead == pytest.approx(0.05)
+    # Two calls of 2 steps against one of 4, the order alternating by round.
+    assert steps_asked == [2, 2, 4, 4, 2, 2, 2, 2, 4]
+
+
 def test_first_step_profile_refuses_an_unknown_model(tmp_path):
     done = _run("--models=lrunet99", f"--output_dir={tmp_path}", module="benchmarks.first_step")
     assert done.returncode != 0
