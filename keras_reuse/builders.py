@@ -20,6 +20,7 @@ from keras_reuse import applications, data
 from keras_reuse.callbacks import AtomicBackupAndRestore, PreciseBatchNorm, ThroughputMonitor
 from keras_reuse.compiling import compile_for_training
 from keras_reuse.config import ConfigError, TrainConfig, constructor_error
+from keras_reuse.sharing import unshare
 
 
 def dataset_info(config: TrainConfig) -> data.DatasetInfo:
@@ -70,6 +71,9 @@ def create_model(
 def build_model(config: TrainConfig, info: data.DatasetInfo, **overrides: Any) -> keras.Model:
     """The model of `config` for the dataset (`create_model` of its name and `model_args`).
 
+    With `config.unshare`, every call of a shared layer gets a layer of its
+    own (`keras_reuse.unshare`): the study's control for depth without sharing.
+
     Args:
         config: The run's configuration.
         info: The dataset's metadata (`dataset_info`).
@@ -82,7 +86,8 @@ def build_model(config: TrainConfig, info: data.DatasetInfo, **overrides: Any) -
         ConfigError: naming the model argument the constructor refused.
     """
     model_args = {**config.model_args, **overrides}
-    return create_model(config.model, model_args, info.num_classes, info.input_shape)
+    model = create_model(config.model, model_args, info.num_classes, info.input_shape)
+    return unshare(model) if config.unshare else model
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,7 +43,7 @@ _RUN_DECIDES = frozenset(
     )
 )
 # What defines the trained network: a resumed run must not change it.
-MODEL_FIELDS = ("model", "dataset", "model_args", "mixed_precision")
+MODEL_FIELDS = ("model", "dataset", "model_args", "unshare", "mixed_precision")
 
 
 class ConfigError(ValueError):
@@ -91,6 +91,11 @@ class TrainConfig:
     model_args: dict[str, Any] = dataclasses.field(
         default_factory=dict,
         metadata={"help": "Keyword arguments of the model's constructor.", "flag": False},
+    )
+    unshare: bool = _field(
+        False,
+        "Train the unshared network (`keras_reuse.unshare`): a fresh layer at every call "
+        "of a shared one, the same depth and compute.",
     )
     dataset: str = _field("fashion_mnist", "TFDS image-classification dataset.")
     data_dir: str | None = _field(None, "TFDS data directory (default: $TFDS_DATA_DIR).")
@@ -376,6 +381,8 @@ def validate(config: TrainConfig) -> None:
     if not isinstance(config.model_args, Mapping):
         raise ConfigError("model_args", config.model_args, "must be a mapping of keyword arguments")
     check_model_args(config.model, config.model_args)
+    if not isinstance(config.unshare, bool):
+        raise ConfigError("unshare", config.unshare, "must be True or False")
     _check_int("epochs", config.epochs)
     _check_int("batch_size", config.batch_size)
     _check_int("steps_per_epoch", config.steps_per_epoch, optional=True)

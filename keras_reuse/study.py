@@ -7,9 +7,13 @@ writes to `output_dir`:
 
 - `lrunet_reuse{N}_seed{S}/`: each run's own output (model, metrics.csv,
   results.json, the per-epoch backup it resumes from);
-- `layer_reuse_study.csv`: one row per (N, seed), the final result
+- `lrunet_reuse{N}_unshared_seed{S}/`: the same for a control arm
+  (`unshared=(N,)`): `keras_reuse.unshare(LruNet(N))`, the same depth and
+  compute with a fresh layer at every call, which separates what reuse does
+  by depth from what it does by sharing;
+- `layer_reuse_study.csv`: one row per (arm, seed), the final result
   (rewritten after every run);
-- `layer_reuse_study_epochs.csv`: one row per (N, seed, epoch): the test
+- `layer_reuse_study_epochs.csv`: one row per (arm, seed, epoch): the test
   accuracy and loss after every epoch, and the training ones;
 - `layer_reuse_study_accuracy.png`: final test accuracy against N (mean,
   error bars one standard deviation over the seeds);
@@ -62,6 +66,7 @@ PLOT_NAMES = {
 }
 COLUMNS = (
     "layer_reuse",
+    "shared",
     "seed",
     "unrolled_depth",
     "trainable_params",
@@ -75,6 +80,7 @@ COLUMNS = (
 )
 EPOCH_COLUMNS = (
     "layer_reuse",
+    "shared",
     "seed",
     "epoch",
     "test_accuracy",
@@ -87,8 +93,35 @@ _PER_RUN_FIELDS = ("output_dir", "seed", "resume", "verbose")
 
 
 @dataclasses.dataclass(frozen=True)
+class Arm:
+    """One network the study trains: LruNet at a reuse count, shared or unshared.
+
+    Attributes:
+        layer_reuse: N, reuses per stage.
+        shared: False for the control, `keras_reuse.unshare(LruNet(N))`.
+    """
+
+    layer_reuse: int
+    shared: bool = True
+
+    @property
+    def label(self) -> str:
+        """"N=10", or "N=10 unshared" for a control arm."""
+        return f"N={self.layer_reuse}" + ("" if self.shared else " unshared")
+
+    def run_name(self, seed: int) -> str:
+        """The directory of this arm's run with `seed`."""
+        unshared = "" if self.shared else "_unshared"
+        return f"lrunet_reuse{self.layer_reuse}{unshared}_seed{seed}"
+
+    def sort_key(self) -> tuple[int, bool]:
+        """Increasing N; at one N the shared network first."""
+        return self.layer_reuse, not self.shared
+
+
+@dataclasses.dataclass(frozen=True)
 class StudyRow:
-    """One run's result (a reuse count and a seed); the columns of the CSV.
+    """One run's result (an arm and a seed); the columns of the CSV.
 
     Attributes:
         layer_reuse: N, reuses per stage.
@@ -102,6 +135,7 @@ class StudyRow:
         epochs: Epochs trained.
         images_per_sec: Median training throughput.
         wall_time_s: Wall time of the run (its last session when resumed).
+        shared: False for a control arm (the unshared network).
     """
 
     layer_reuse: int
@@ -115,6 +149,12 @@ class StudyRow:
     epochs: int
     images_per_sec: float | None
     wall_time_s: float
+    shared: bool = True
+
+    @property
+    def arm(self) -> Arm:
+        """The network this row trained."""
+        return Arm(self.layer_reuse, self.shared)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +169,7 @@ class EpochRow:
         test_loss: Loss on the evaluation split after this epoch.
         train_accuracy: Training accuracy over the epoch (running, augmented).
         train_loss: Training loss over the epoch.
+        shared: False for a control arm (the unshared network).
     """
 
     layer_reuse: int
@@ -138,6 +179,12 @@ class EpochRow:
     test_loss: float
     train_accuracy: float
     train_loss: float
+    shared: bool = True
+
+    @property
+    def arm(self) -> Arm:
+        """The network this row trained."""
+        return Arm(self.layer_reuse, self.shared)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,12 +192,13 @@ class StudyResult:
     """What `run_study` wrote.
 
     Attributes:
-        rows: One `StudyRow` per (N, seed), in increasing N, then seed.
-        epoch_rows: One `EpochRow` per (N, seed, epoch).
+        rows: One `StudyRow` per (arm, seed): increasing N, the shared arm
+            first, then seed.
+        epoch_rows: One `EpochRow` per (arm, seed, epoch).
         csv_path: Path of the CSV table.
         epochs_csv_path: Path of the per-epoch CSV.
         plots: Plot name ("overview", "accuracy", "epochs", "params", "depth") -> PNG path.
-        run_dirs: (N, seed) -> that run's output directory.
+        run_dirs: (arm, seed) -> that run's output directory.
     """
 
     rows: tuple[StudyRow, ...]
@@ -158,19 +206,20 @@ class StudyResult:
     csv_path: str
     epochs_csv_path: str
     plots: dict[str, str]
-    run_dirs: dict[tuple[int, int], str]
+    run_dirs: dict[tuple[Arm, int], str]
 
 
-def _check_reuse(reuse: Any) -> tuple[int, ...]:
+def _check_reuse(reuse: Any, name: str = "reuse", minimum: int = 1) -> tuple[int, ...]:
     values = tuple(reuse) if isinstance(reuse, (list, tuple)) else None
-    if not values or not all(
-        isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in values
-    ):
+    if values is None or (name == "reuse" and not values):
         raise ValueError(
-            f"`reuse` must be a non-empty sequence of integers >= 1. Received: reuse={reuse!r}"
+            f"`{name}` must be a non-empty sequence of integers >= {minimum}. "
+            f"Received: {name}={reuse!r}"
         )
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= minimum for n in values):
+        raise ValueError(f"`{name}` must hold integers >= {minimum}. Received: {name}={reuse!r}")
     if len(set(values)) != len(values):
-        raise ValueError(f"`reuse` must not repeat a reuse count. Received: reuse={reuse!r}")
+        raise ValueError(f"`{name}` must not repeat a reuse count. Received: {name}={reuse!r}")
     return tuple(sorted(values))
 
 
@@ -199,15 +248,20 @@ def _check_seeds(seeds: Any) -> tuple[int, ...]:
 
 
 def _run_config(
-    base: training.TrainConfig, n: int, seed: int, run_dir: str
+    base: training.TrainConfig, arm: Arm, seed: int, run_dir: str
 ) -> training.TrainConfig:
-    model_args = {**base.model_args, "layer_reuse": n}
+    model_args = {**base.model_args, "layer_reuse": arm.layer_reuse}
     return dataclasses.replace(
-        base, model_args=model_args, seed=seed, output_dir=run_dir, resume=True
+        base,
+        model_args=model_args,
+        unshare=not arm.shared,
+        seed=seed,
+        output_dir=run_dir,
+        resume=True,
     )
 
 
-def read_run_epochs(run_dir: str, n: int, seed: int) -> list[EpochRow]:
+def read_run_epochs(run_dir: str, n: int, seed: int, shared: bool = True) -> list[EpochRow]:
     """The per-epoch rows of one run, from its `metrics.csv` (empty if none yet)."""
     path = os.path.join(run_dir, "metrics.csv")
     if not os.path.isfile(path):
@@ -222,6 +276,7 @@ def read_run_epochs(run_dir: str, n: int, seed: int) -> list[EpochRow]:
                 test_loss=float(record["val_loss"]),
                 train_accuracy=float(record["accuracy"]),
                 train_loss=float(record["loss"]),
+                shared=shared,
             )
             for record in csv.DictReader(f)
         ]
@@ -286,6 +341,8 @@ def read_csv(path: str, row_type: type = StudyRow) -> list[Any]:
                     values[name] = None
                 elif types[name] == "int":
                     values[name] = int(text)
+                elif types[name] == "bool":
+                    values[name] = {"True": True, "False": False}[text]
                 else:
                     values[name] = float(text)
             rows.append(row_type(**values))
@@ -300,10 +357,10 @@ def _save_figure(figure: Figure, path: str) -> None:
     atomic.write_file(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120))
 
 
-def _by_reuse(rows: Sequence[StudyRow]) -> dict[int, list[StudyRow]]:
-    groups: dict[int, list[StudyRow]] = {}
-    for r in sorted(rows, key=lambda r: (r.layer_reuse, r.seed)):
-        groups.setdefault(r.layer_reuse, []).append(r)
+def _by_arm(rows: Sequence[StudyRow]) -> dict[Arm, list[StudyRow]]:
+    groups: dict[Arm, list[StudyRow]] = {}
+    for r in sorted(rows, key=lambda r: (r.arm.sort_key(), r.seed)):
+        groups.setdefault(r.arm, []).append(r)
     return groups
 
 
@@ -318,25 +375,52 @@ def _seeds_note(rows: Sequence[StudyRow]) -> str:
     return "" if len(seeds) == 1 else f" (mean ± std over {len(seeds)} seeds)"
 
 
+def _params_text(params: int) -> str:
+    return f"{params / 1e6:.2f}M" if params >= 1e6 else f"{params / 1e3:.0f}K"
+
+
 def _plot_accuracy_against(ax, rows: Sequence[StudyRow], depth: bool) -> None:
-    groups = _by_reuse(rows)
-    x = [g[0].unrolled_depth if depth else n for n, g in groups.items()]
-    stats = [_mean_std([100 * r.test_accuracy for r in g]) for g in groups.values()]
-    y = [m for m, _ in stats]
-    color = "tab:purple" if depth else "tab:blue"
-    ax.errorbar(x, y, yerr=[e for _, e in stats], fmt="o-", color=color, capsize=4)
-    for n, xi, yi in zip(groups, x, y, strict=True):
-        label = f"N={n}: {yi:.2f}" if depth else f"{yi:.2f}"
-        # Beside the point, clear of its error bar.
-        ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(6, 4), ha="left")
+    groups = _by_arm(rows)
+    for shared in (True, False):
+        arms = [arm for arm in groups if arm.shared == shared]
+        if not arms:
+            continue
+        x = [groups[a][0].unrolled_depth if depth else a.layer_reuse for a in arms]
+        if not shared:  # beside the shared network of the same N, not on it
+            span = max(r.unrolled_depth if depth else r.layer_reuse for r in rows)
+            x = [xi + 0.03 * span for xi in x]
+        stats = [_mean_std([100 * r.test_accuracy for r in groups[a]]) for a in arms]
+        y = [m for m, _ in stats]
+        if shared:
+            color, fmt, label = ("tab:purple" if depth else "tab:blue"), "o-", "shared (LruNet)"
+        else:
+            color, fmt, label = "tab:red", "s", "unshared control"
+        ax.errorbar(x, y, yerr=[e for _, e in stats], fmt=fmt, color=color, capsize=4, label=label)
+        for arm, xi, yi in zip(arms, x, y, strict=True):
+            params = _params_text(groups[arm][0].trainable_params)
+            text = f"{arm.label}: {yi:.2f}" if depth or not shared else f"{yi:.2f}"
+            # Beside the point, clear of its error bar; the control's below it.
+            offset = (6, 4) if shared else (6, -24)
+            ax.annotate(
+                f"{text}\n{params} params",
+                (xi, yi),
+                textcoords="offset points",
+                xytext=offset,
+                ha="left",
+                fontsize="small",
+                color=color,
+            )
     if depth:
         ax.set_xlabel("unrolled depth (convolution calls, 8N + 3)")
         ax.set_title("Final accuracy vs. unrolled depth" + _seeds_note(rows))
     else:
         ax.set_xlabel("layer reuse N (applications of each stage's convolutions)")
         ax.set_title("Final accuracy vs. reuse" + _seeds_note(rows))
+        ax.set_xticks(sorted({a.layer_reuse for a in groups}))
     ax.set_ylabel("test accuracy (%)")
-    ax.set_xticks(x)
+    ax.margins(x=0.2)  # room for the labels right of the points
+    if not all(a.shared for a in groups):
+        ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
 
 
@@ -349,15 +433,17 @@ def _plot_depth(ax, rows: Sequence[StudyRow], epoch_rows: Sequence[EpochRow]) ->
 
 
 def _plot_epochs(ax, rows: Sequence[StudyRow], epoch_rows: Sequence[EpochRow]) -> None:
-    curves: dict[int, dict[int, list[float]]] = {}
+    params = {arm: group[0].trainable_params for arm, group in _by_arm(rows).items()}
+    curves: dict[Arm, dict[int, list[float]]] = {}
     for r in epoch_rows:
-        curves.setdefault(r.layer_reuse, {}).setdefault(r.epoch, []).append(100 * r.test_accuracy)
-    for i, (n, by_epoch) in enumerate(sorted(curves.items())):
+        curves.setdefault(r.arm, {}).setdefault(r.epoch, []).append(100 * r.test_accuracy)
+    for i, (arm, by_epoch) in enumerate(sorted(curves.items(), key=lambda c: c[0].sort_key())):
         epochs = sorted(by_epoch)
         stats = [_mean_std(by_epoch[e]) for e in epochs]
         mean = [m for m, _ in stats]
         color = f"C{i}"
-        ax.plot(epochs, mean, "o-", color=color, label=f"N={n}", markersize=3)
+        label = arm.label + (f" ({_params_text(params[arm])} params)" if arm in params else "")
+        ax.plot(epochs, mean, "o-" if arm.shared else "s--", color=color, label=label, ms=3)
         ax.fill_between(
             epochs,
             [m - s for m, s in stats],
@@ -374,7 +460,9 @@ def _plot_epochs(ax, rows: Sequence[StudyRow], epoch_rows: Sequence[EpochRow]) -
 
 
 def _plot_params(ax, rows: Sequence[StudyRow], epoch_rows: Sequence[EpochRow]) -> None:
-    first = [g[0] for g in _by_reuse(rows).values()]
+    groups = _by_arm(rows)
+    first = [g[0] for arm, g in groups.items() if arm.shared]
+    controls = [g[0] for arm, g in groups.items() if not arm.shared]
     x = [r.layer_reuse for r in first]
     ax.plot(
         x, [r.trainable_params / 1e3 for r in first], "o-", color="tab:green", label="trainable"
@@ -386,29 +474,38 @@ def _plot_params(ax, rows: Sequence[StudyRow], epoch_rows: Sequence[EpochRow]) -
         color="tab:gray",
         label="unrolled (one layer per call)",
     )
-    for r in first:
+    if controls:
+        ax.plot(
+            [r.layer_reuse for r in controls],
+            [r.trainable_params / 1e3 for r in controls],
+            "s",
+            color="tab:red",
+            label="unshared control (trainable)",
+        )
+    for r in first + controls:
         ax.annotate(
-            f"{r.trainable_params / 1e3:.0f}K",
+            _params_text(r.trainable_params),
             (r.layer_reuse, r.trainable_params / 1e3),
             textcoords="offset points",
-            xytext=(0, -14),
-            ha="center",
+            xytext=(0, -14) if r.shared else (-8, 6),
+            ha="center" if r.shared else "right",
         )
     ax.set_xlabel("layer reuse N")
     ax.set_ylabel("parameters (thousands)")
-    ax.set_xticks(x)
-    ax.set_ylim(0, 1.1 * max(r.unrolled_params for r in first) / 1e3)
+    ax.set_xticks(sorted({a.layer_reuse for a in groups}))
+    top = max([r.unrolled_params for r in first] + [r.trainable_params for r in controls])
+    ax.set_ylim(0, 1.1 * top / 1e3)
     ax.set_title("Parameters vs. reuse")
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
 
 
 def _pad_accuracy_axis(ax, rows: Sequence[StudyRow]) -> None:
-    stats = [_mean_std([100 * r.test_accuracy for r in g]) for g in _by_reuse(rows).values()]
+    stats = [_mean_std([100 * r.test_accuracy for r in g]) for g in _by_arm(rows).values()]
     low = min(m - s for m, s in stats)
     high = max(m + s for m, s in stats)
     span = max(high - low, 1.0)
-    ax.set_ylim(low - 0.25 * span, high + 0.35 * span)
+    ax.set_ylim(low - 0.35 * span, high + 0.35 * span)
 
 
 def plot(
@@ -493,6 +590,7 @@ def run_study(
     resume: bool = False,
     seeds: Sequence[int] | None = None,
     progress: Callable[[str], None] | None = None,
+    unshared: Sequence[int] = (),
 ) -> StudyResult:
     """Trains LruNet at each reuse count and seed with one budget, then tables and plots it.
 
@@ -510,6 +608,9 @@ def run_study(
         seeds: The seeds to train every N with; defaults to `(config.seed,)`.
         progress: Called with a line before and after every run (e.g.
             `print`); None for silence.
+        unshared: Reuse counts N (>= 2) to train as control arms too:
+            `keras_reuse.unshare(LruNet(N))`, the same depth and compute
+            with a fresh layer at every call.
 
     Returns:
         A `StudyResult`.
@@ -518,7 +619,11 @@ def run_study(
         ValueError: (`training.ConfigError` for configuration fields) naming
             the argument and its value, before any training or file writing.
     """
-    counts = _check_reuse(reuse)
+    arms = sorted(
+        [Arm(n) for n in _check_reuse(reuse)]
+        + [Arm(n, shared=False) for n in _check_reuse(unshared, "unshared", minimum=2)],
+        key=Arm.sort_key,
+    )
     if not isinstance(resume, bool):
         raise ValueError(f"`resume` must be True or False. Received: resume={resume!r}")
     if config is None:
@@ -530,10 +635,14 @@ def run_study(
         raise training.ConfigError("model", config.model, "the layer-reuse study trains lrunet")
     if config.export_tflite:
         raise training.ConfigError("export_tflite", True, "not part of the study")
+    if config.unshare:
+        raise training.ConfigError(
+            "unshare", True, "the study sets it per arm; name the control arms in `unshared`"
+        )
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise training.ConfigError("output_dir", output_dir, "exists and is not a directory")
-    keys = [(n, seed) for n in counts for seed in seed_values]
-    run_dirs = {(n, s): os.path.join(output_dir, f"lrunet_reuse{n}_seed{s}") for n, s in keys}
+    keys = [(arm, seed) for arm in arms for seed in seed_values]
+    run_dirs = {(a, s): os.path.join(output_dir, a.run_name(s)) for a, s in keys}
     existing = [d for d in run_dirs.values() if os.path.exists(d)]
     if os.path.exists(os.path.join(output_dir, CSV_NAME)):
         existing.append(os.path.join(output_dir, CSV_NAME))
@@ -544,7 +653,7 @@ def run_study(
             f"already holds a study ({existing[0]}); pass --resume to continue it "
             "or choose another directory",
         )
-    configs = {(n, s): _run_config(config, n, s, run_dirs[n, s]) for n, s in keys}
+    configs = {(a, s): _run_config(config, a, s, run_dirs[a, s]) for a, s in keys}
     for run_config in configs.values():
         training.validate(run_config)
     info = builders.dataset_info(config)
@@ -552,9 +661,9 @@ def run_study(
 
     # The architecture columns come from the graph, before any training.
     depths = {}
-    for n in counts:
-        model = builders.build_model(configs[n, seed_values[0]], info)
-        depths[n] = unrolled_depth(model)
+    for arm in arms:
+        model = builders.build_model(configs[arm, seed_values[0]], info)
+        depths[arm] = unrolled_depth(model)
         del model
 
     say = progress or (lambda line: None)
@@ -563,25 +672,26 @@ def run_study(
     epochs_csv_path = os.path.join(output_dir, EPOCHS_CSV_NAME)
     rows: list[StudyRow] = []
     epoch_rows: list[EpochRow] = []
-    for i, (n, seed) in enumerate(keys, start=1):
-        where = f"[{i}/{len(keys)}] N={n} seed={seed}"
-        results = finished[n, seed]
+    for i, (arm, seed) in enumerate(keys, start=1):
+        where = f"[{i}/{len(keys)}] {arm.label} seed={seed}"
+        results = finished[arm, seed]
         if results is not None:
             say(f"{where}: finished earlier, test accuracy {results['test_accuracy']:.4f}")
         else:
-            done = latest_backup_epoch(os.path.join(run_dirs[n, seed], "backup"))
+            done = latest_backup_epoch(os.path.join(run_dirs[arm, seed], "backup"))
             start = f"resuming after epoch {done}" if done else "starting"
-            say(f"{where}: {start}, {config.epochs} epoch(s) in {run_dirs[n, seed]}")
-            results = training.train(configs[n, seed])
+            say(f"{where}: {start}, {config.epochs} epoch(s) in {run_dirs[arm, seed]}")
+            results = training.train(configs[arm, seed])
             say(
                 f"{where}: done, test accuracy {results['test_accuracy']:.4f} "
                 f"({results['wall_time_s']:.0f} s this session)"
             )
         rows.append(
             StudyRow(
-                layer_reuse=n,
+                layer_reuse=arm.layer_reuse,
+                shared=arm.shared,
                 seed=seed,
-                unrolled_depth=depths[n],
+                unrolled_depth=depths[arm],
                 trainable_params=results["trainable_params"],
                 unrolled_params=results["unrolled_params"],
                 macs_per_example=results["macs_per_example"],
@@ -592,7 +702,9 @@ def run_study(
                 wall_time_s=results["wall_time_s"],
             )
         )
-        epoch_rows.extend(read_run_epochs(run_dirs[n, seed], n, seed))
+        epoch_rows.extend(
+            read_run_epochs(run_dirs[arm, seed], arm.layer_reuse, seed, arm.shared)
+        )
         atomic.write_text(csv_path, _csv_text(rows))
         atomic.write_text(epochs_csv_path, _csv_text(epoch_rows, EPOCH_COLUMNS))
 
@@ -619,10 +731,11 @@ def format_table(rows: Sequence[StudyRow]) -> str:
         "| test accuracy (%) | test loss | epochs | images/s |"
     )
     lines = [header, "|" + "---|" * 10]
-    for r in sorted(rows, key=lambda r: (r.layer_reuse, r.seed)):
+    for r in sorted(rows, key=lambda r: (r.arm.sort_key(), r.seed)):
         rate = "" if r.images_per_sec is None else f"{r.images_per_sec:,.0f}"
+        n = r.layer_reuse if r.shared else f"{r.layer_reuse} unshared"
         lines.append(
-            f"| {r.layer_reuse} | {r.seed} | {r.unrolled_depth} | {r.trainable_params:,} "
+            f"| {n} | {r.seed} | {r.unrolled_depth} | {r.trainable_params:,} "
             f"| {r.unrolled_params:,} | {r.macs_per_example:,} | {100 * r.test_accuracy:.2f} "
             f"| {r.test_loss:.4f} | {r.epochs} | {rate} |"
         )
@@ -630,9 +743,14 @@ def format_table(rows: Sequence[StudyRow]) -> str:
 
 
 def format_summary(rows: Sequence[StudyRow]) -> str:
-    """Mean ± standard deviation of the final test accuracy per N, as Markdown."""
-    lines = ["| N | seeds | test accuracy (%), mean ± std |", "|---|---|---|"]
-    for n, group in _by_reuse(rows).items():
+    """Mean ± standard deviation of the final test accuracy per arm, as Markdown."""
+    lines = [
+        "| N | seeds | test accuracy (%), mean ± std | trainable params |",
+        "|---|---|---|---|",
+    ]
+    for arm, group in _by_arm(rows).items():
         mean, std = _mean_std([100 * r.test_accuracy for r in group])
-        lines.append(f"| {n} | {len(group)} | {mean:.2f} ± {std:.2f} |")
+        n = arm.layer_reuse if arm.shared else f"{arm.layer_reuse} unshared"
+        params = group[0].trainable_params
+        lines.append(f"| {n} | {len(group)} | {mean:.2f} ± {std:.2f} | {params:,} |")
     return "\n".join(lines)

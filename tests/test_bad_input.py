@@ -62,6 +62,8 @@ CASES = [
     ("study", [*STUDY, "--reuse=a"], "--reuse=a"),
     ("study", [*STUDY, "--reuse=1,1"], "--reuse=1,1"),
     ("study", [*STUDY, "--seeds=x"], "--seeds=x"),
+    ("study", [*STUDY, "--unshared=1"], "--unshared=1: expected integers >= 2, e.g. 10"),
+    ("study", [*STUDY, "--unshared=10,10"], "--unshared=10,10: a value is repeated"),
     ("study", [*STUDY, "--epochs=0"], "--epochs=0"),
     ("study", [*STUDY, "--batch_size=-2"], "--batch_size=-2"),
     ("study", [*STUDY, "--dataset=no_such_dataset"], "--dataset=no_such_dataset"),

@@ -7,11 +7,12 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 from matplotlib import image
 
-from keras_reuse import study, training
+from keras_reuse import reuse_summary, study, training
 from keras_reuse.applications import LruNet
 
 TINY_FLAGS = [
@@ -139,6 +140,46 @@ def test_cli_study_with_seeds_per_epoch_rows_plots_and_resume_after_a_kill(tmp_p
         )
 
 
+def test_cli_study_control_arm_resumes_after_a_kill(tmp_path):
+    out = str(tmp_path / "control")
+    flags = ["--reuse=2", "--unshared=2", f"--output_dir={out}", *TINY_FLAGS, "--epochs=2"]
+    # Killed when the control's second epoch begins: its first is backed up.
+    killed_script = KILLED.replace("len(calls) == 6", "len(calls) == 4")
+    killed = subprocess.run(
+        [sys.executable, "-c", killed_script, *flags], capture_output=True, text=True, timeout=600
+    )
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert "study [1/2] N=2 seed=0: done" in killed.stdout
+    assert "study [2/2] N=2 unshared seed=0: starting" in killed.stdout
+    control_dir = os.path.join(out, "lrunet_reuse2_unshared_seed0")
+    assert not os.path.exists(os.path.join(control_dir, "results.json"))
+
+    proc = cli(*flags, "--resume")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "study [2/2] N=2 unshared seed=0: resuming after epoch 1" in proc.stdout
+    with open(os.path.join(control_dir, "results.json")) as f:
+        resumed = json.load(f)
+    assert (resumed["epochs_completed"], resumed["epochs_this_session"]) == (2, 1)
+    assert resumed["config"]["unshare"] is True
+
+    shared, control = study.read_csv(os.path.join(out, "layer_reuse_study.csv"))
+    assert (shared.shared, control.shared) == (True, False)
+    # The same network unrolled: the same depth and compute, a layer per call.
+    assert control.unrolled_depth == shared.unrolled_depth == 19
+    assert control.macs_per_example == shared.macs_per_example
+    assert control.trainable_params == control.unrolled_params == shared.unrolled_params
+    assert shared.trainable_params < shared.unrolled_params
+    model = keras.saving.load_model(os.path.join(control_dir, "model.keras"))
+    assert reuse_summary(model).unique_params == reuse_summary(model).unrolled_params
+    assert "| 2 unshared | 0 | 19 |" in proc.stdout
+    assert f"| 2 unshared | 1 | {100 * control.test_accuracy:.2f} ± 0.00 |" in proc.stdout
+    epochs = study.read_csv(os.path.join(out, "layer_reuse_study_epochs.csv"), study.EpochRow)
+    assert [(e.shared, e.epoch) for e in epochs] == [(True, 1), (True, 2), (False, 1), (False, 2)]
+    for name in study.PLOT_NAMES.values():
+        pixels = image.imread(os.path.join(out, name))
+        assert pixels.ndim == 3 and pixels.std() > 0.01, name
+
+
 @pytest.mark.parametrize(
     "reuse, change, error, message",
     [
@@ -152,14 +193,19 @@ def test_cli_study_with_seeds_per_epoch_rows_plots_and_resume_after_a_kill(tmp_p
         ((1,), {"seeds": ()}, ValueError, "Received: seeds=()"),
         ((1,), {"seeds": (0, 0)}, ValueError, "must not repeat a seed"),
         ((1,), {"precise_bn_batches": -2}, training.ConfigError, "precise_bn_batches=-2"),
+        ((1,), {"unshared": (1,)}, ValueError, "`unshared` must hold integers >= 2"),
+        ((1,), {"unshared": (10, 10)}, ValueError, "Received: unshared=(10, 10)"),
+        ((1,), {"unshared": 10}, ValueError, "Received: unshared=10"),
+        ((1,), {"unshare": True}, training.ConfigError, "unshare=True: the study sets it"),
     ],
 )
 def test_bad_study_arguments_fail_before_writing(tmp_path, reuse, change, error, message):
     out = tmp_path / "never"
-    seeds = change.pop("seeds", None) if "seeds" in change else None
+    seeds = change.pop("seeds", None)
+    unshared = change.pop("unshared", ())
     config = dataclasses.replace(TINY, **change)
     with pytest.raises(error) as raised:
-        study.run_study(reuse, str(out), config, seeds=seeds)
+        study.run_study(reuse, str(out), config, seeds=seeds, unshared=unshared)
     assert message in str(raised.value)
     assert not out.exists()
 
@@ -171,6 +217,9 @@ def test_plots_and_csv_round_trip_of_given_rows(tmp_path):
         )
         for n in (4, 1, 2)
         for s in (0, 1)
+    ] + [
+        study.StudyRow(4, s, 35, 12000, 12000, 40, 0.83 + s / 50, 0.5, 3, None, 1.5, shared=False)
+        for s in (0, 1)
     ]
     epoch_rows = [
         study.EpochRow(n, s, e, 0.5 + e / 10 + s / 50, 1.0, 0.5, 1.0)
@@ -181,7 +230,8 @@ def test_plots_and_csv_round_trip_of_given_rows(tmp_path):
     paths = study.plot(rows, str(tmp_path), title="synthetic", epoch_rows=epoch_rows)
     assert sorted(paths) == ["accuracy", "depth", "epochs", "overview", "params"]
     summary = study.format_summary(rows)
-    assert "| 1 | 2 | 82.00 ± 1.41 |" in summary  # mean ± sample std over the seeds
+    assert "| 1 | 2 | 82.00 ± 1.41 | 1,000 |" in summary  # mean ± sample std over the seeds
+    assert "| 4 unshared | 2 | 84.00 ± 1.41 | 12,000 |" in summary
     # Without per-epoch rows there is no epoch plot.
     (tmp_path / "plain").mkdir()
     assert "epochs" not in study.plot(rows, str(tmp_path / "plain"), title="x")

@@ -3,7 +3,8 @@
   keras-reuse study --dataset=fashion_mnist --reuse=1,2,4,10 --seeds=0,1 --epochs=N \
       --output_dir=runs/layer_reuse_study
 
-trains LruNet at every reuse count and seed with the same budget and writes
+trains LruNet at every reuse count and seed with the same budget (and, with
+`--unshared=10`, the unshared LruNet-10 as a control arm) and writes
 the CSVs (final and per-epoch test accuracy) and PNG plots of
 `keras_reuse.study`, printing its progress; `--resume` continues a killed
 study from the last completed epoch. Budget flags are the
@@ -29,13 +30,29 @@ flags.DEFINE_list("reuse", ["1", "2", "4", "8", "10"], "Reuse counts N to train,
 flags.DEFINE_string("output_dir", "runs/layer_reuse_study", "Where runs, CSV and plots go.")
 flags.DEFINE_boolean("resume", False, "Continue the study in --output_dir.")
 flags.DEFINE_list("seeds", ["0"], "Seeds to train every N with, e.g. 0,1.")
+flags.DEFINE_list(
+    "unshared",
+    [],
+    "Reuse counts N (>= 2) to train as control arms too: the unshared network "
+    "(keras_reuse.unshare(LruNet(N))), the same depth and compute with a fresh layer "
+    "at every call, e.g. 10.",
+)
 flags.DEFINE_integer("verbose", 2, "Keras fit verbosity: 0, 1 (progress bar) or 2 (per epoch).")
 define_config_file_flag()
 # The budget: every TrainConfig field the study does not set per run, and
 # LruNet's arguments but the reuse count.
 _NAMES = [
     *define_config_flags(
-        exclude=("model", "output_dir", "resume", "seed", "recipe", "strategy", "export_tflite"),
+        exclude=(
+            "model",
+            "unshare",
+            "output_dir",
+            "resume",
+            "seed",
+            "recipe",
+            "strategy",
+            "export_tflite",
+        ),
         defaults={"epochs": 10},
     ),
     *define_model_flags(models=["lrunet"], exclude=("layer_reuse",)),
@@ -46,6 +63,7 @@ def main(argv: list[str]) -> None:
     check_no_arguments(argv)
     reuse = distinct_integers("reuse", FLAGS.reuse, 1, "1,2,4,8,10")
     seeds = distinct_integers("seeds", FLAGS.seeds, None, "0,1")
+    unshared = distinct_integers("unshared", FLAGS.unshared, 2, "10") if FLAGS.unshared else []
 
     from keras_reuse import study, training
 
@@ -58,6 +76,7 @@ def main(argv: list[str]) -> None:
             resume=FLAGS.resume,
             seeds=seeds,
             progress=lambda line: print(f"study {line}", flush=True),
+            unshared=unshared,
         )
     except training.ConfigError as error:
         raise app.UsageError(error.flag_message()) from error
