@@ -6,7 +6,7 @@
 For every reuse count N and seed it trains
 
 - the Keras LruNet with `keras-reuse train`'s recipe
-  (`keras_reuse.training.train`: CoupledSGD, the `keras_reuse.data`
+  (`keras_reuse.training.trainer.train`: CoupledSGD, the `keras_reuse.data`
   pipeline and augmentation), and
 - the PyTorch reference network (`torch_reference.lrunet.TorchLruNet`) with
   the authors' recipe written here in plain torch: `torch.optim.SGD`
@@ -45,7 +45,7 @@ from typing import Any
 
 from absl import app, flags
 
-from keras_reuse.study import EPOCH_COLUMNS
+from keras_reuse.experiments.study import EPOCH_COLUMNS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "fashion_mnist", "TFDS image-classification dataset.")
@@ -172,7 +172,7 @@ def _evaluate(net, images, labels, batch_size: int = 1000) -> tuple[float, float
 def _save_atomic(obj: Any, path: str) -> None:
     import torch
 
-    from keras_reuse import atomic
+    from keras_reuse.utils import atomic
 
     atomic.write_file(path, lambda tmp: torch.save(obj, tmp))
 
@@ -271,7 +271,8 @@ def train_torch(
 
 def train_keras(run_dir: str, n: int, seed: int, settings: dict) -> list[dict[str, Any]]:
     """Trains the Keras LruNet with keras-reuse train's recipe; one row per epoch."""
-    from keras_reuse import study, training
+    from keras_reuse import training
+    from keras_reuse.experiments import study
 
     config = training.TrainConfig(
         model="lrunet",
@@ -385,7 +386,7 @@ def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
     # One panel is narrow: break the title instead of clipping it.
     figure.suptitle(textwrap.fill(title, 70 * len(counts)), fontsize="medium")
     FigureCanvasAgg(figure)
-    from keras_reuse import atomic
+    from keras_reuse.utils import atomic
 
     atomic.write_file(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
 
@@ -419,7 +420,8 @@ def main(argv: list[str]) -> None:
     if os.path.isdir(out) and os.listdir(out) and not FLAGS.resume:
         _fail(f"--output_dir={out}: already holds runs; pass --resume to continue them")
 
-    from keras_reuse import atomic, data
+    from keras_reuse import data
+    from keras_reuse.utils import atomic
 
     try:
         info = data.info(FLAGS.dataset, data_dir=FLAGS.data_dir)

@@ -4,7 +4,7 @@
     python -m benchmarks.gpu --models=lrunet14 --steps=10
 
 LruNet-14 is built as users get it, which on a GPU is the looped layout
-(`keras_reuse.reuse_loop.default_reuse_loop`); `--models=lrunet14_unrolled`
+(`keras_reuse.applications.lrunet.stage.default_reuse_loop`); `--models=lrunet14_unrolled`
 times the unrolled one under XLA too (its compile may take minutes: the
 measurement that decides the default).
 
@@ -137,7 +137,7 @@ def published_accuracy(path: str) -> dict[str, Any]:
     import numpy as np
 
     from keras_reuse import data
-    from keras_reuse.pretrained import load_lrunet_checkpoint
+    from keras_reuse.applications.lrunet.checkpoint import load_lrunet_checkpoint
 
     model = load_lrunet_checkpoint(path)
     test = data.load("fashion_mnist", split="test", batch_size=500, augment=False, shuffle=False)

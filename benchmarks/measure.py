@@ -41,7 +41,7 @@ def write_results(output_dir: str, stem: str, payload: dict, table: str) -> None
     Writes `{stem}.json` and `{stem}.md` into `output_dir` (created if
     needed), each atomically.
     """
-    from keras_reuse import atomic
+    from keras_reuse.utils import atomic
 
     print(table)
     os.makedirs(output_dir, exist_ok=True)
@@ -85,7 +85,7 @@ def compile_for_training(model: Any) -> Any:
     batch does not drive the weights to overflow; the PyTorch trainer uses
     the same hyperparameters.
     """
-    from keras_reuse.compiling import compile_for_training as compile_recipe
+    from keras_reuse.training.optimizers import compile_for_training as compile_recipe
 
     return compile_recipe(model, learning_rate=LEARNING_RATE, momentum=0.9, l2=WEIGHT_DECAY)
 
@@ -114,17 +114,17 @@ def synthetic_dataset(batch_size: int, input_shape: tuple) -> Any:
     return tf.data.Dataset.from_tensors((images, labels)).repeat().with_options(options)
 
 
-class _BatchEnds:
+class BatchEnds:
     """A Keras callback recording the clock at every train batch end."""
 
     def __new__(cls, ends: list[float]) -> Any:
         import keras
 
-        class BatchEnds(keras.callbacks.Callback):
+        class _Callback(keras.callbacks.Callback):
             def on_train_batch_end(self, batch, logs=None):
                 ends.append(time.perf_counter())
 
-        return BatchEnds()
+        return _Callback()
 
 
 class KerasTrainer:
@@ -143,7 +143,7 @@ class KerasTrainer:
         self.batch_size = batch_size
         self.data = synthetic_dataset(batch_size, tuple(model.input_shape[1:]))
         self.ends: list[float] = []
-        self.callback = _BatchEnds(self.ends)
+        self.callback = BatchEnds(self.ends)
         self.model.fit(self.data, steps_per_epoch=max(warmup, 1), epochs=1, verbose=0)
 
     def fit_call(self, steps: int) -> float:
@@ -214,7 +214,7 @@ def keras_first_step(build: Callable[[], Any], batch_size: int) -> dict[str, flo
     compile_for_training(model)
     data = synthetic_dataset(batch_size, tuple(model.input_shape[1:]))
     ends: list[float] = []
-    model.fit(data, steps_per_epoch=1, epochs=1, verbose=0, callbacks=[_BatchEnds(ends)])
+    model.fit(data, steps_per_epoch=1, epochs=1, verbose=0, callbacks=[BatchEnds(ends)])
     return {"build_s": built - start, "first_step_s": ends[0] - built}
 
 
@@ -249,12 +249,12 @@ def keras_latency_ms(model: Any, calls: int, warmup: int = 3) -> float:
 
 
 def litert_latency_ms(model: Any, calls: int, warmup: int = 3) -> dict:
-    """Batch-1 latency of the float32 .tflite that `keras_reuse.export` writes.
+    """Batch-1 latency of the float32 .tflite that `keras_reuse.export.litert` writes.
 
     Returns:
         `{"ms": median ms per invoke, "size_bytes": file size}`.
     """
-    from keras_reuse.export import to_tflite
+    from keras_reuse.export.litert import to_tflite
 
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "model.tflite")
@@ -446,24 +446,29 @@ def peak_memory(spec: dict, timeout: float = 1800.0) -> dict:
         and file-backed parts), and (Keras) the activation estimate; or
         `{"error": message}`.
     """
-    return json_child(["benchmarks.measure", json.dumps(spec)], {}, timeout)
+    return json_child(["-m", "benchmarks.measure", json.dumps(spec)], {}, timeout)
 
 
-def json_child(module_args: list[str], env: dict[str, str], timeout: float) -> dict:
-    """Runs `python -m MODULE ARGS...` from the repository root; returns its last JSON line.
+def json_child(
+    python_args: list[str], env: dict[str, str], timeout: float, unset: tuple[str, ...] = ()
+) -> dict:
+    """Runs `python ARGS...` from the repository root; returns its last JSON line.
 
     Args:
-        module_args: The module and its arguments.
+        python_args: The interpreter's arguments (`["-m", module, ...]` or
+            `["-c", code, ...]`).
         env: Variables added to this process's environment (TensorFlow's
             INFO and WARNING lines are silenced unless given).
         timeout: Seconds before the child is abandoned.
+        unset: Variables of this process's environment the child does not get.
 
     Returns:
         The child's last stdout line that starts with "{", parsed; or
         `{"error": message}` (timeout, non-zero exit, no JSON).
     """
-    command = [sys.executable, "-m", *module_args]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
+    command = [sys.executable, *python_args]
+    inherited = {k: v for k, v in os.environ.items() if k not in unset}
+    env = {**inherited, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         done = subprocess.run(

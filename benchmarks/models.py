@@ -31,13 +31,6 @@ MODELS = {
         "lrunet",
         {"layer_reuse": 14, "reuse_loop": False},
     ),
-    # Keras's own DepthwiseConv2D in place of ours (benchmarks.depthwise);
-    # unrolled, since the looped stage does not build from layer types.
-    "lrunet14_keras_depthwise": (
-        "LruNet-14, Keras's DepthwiseConv2D",
-        "lrunet",
-        {"layer_reuse": 14, "reuse_loop": False, "keras_depthwise": True},
-    ),
     "sharesnet164": ("ShaResNet-164 (shared)", "sharesnet164", {"share": True}),
     "resnet164": ("ResNet-164 (unshared)", "sharesnet164", {"share": False}),
 }
@@ -46,14 +39,14 @@ MODELS = {
 def _naive_grouped_conv(filters: int, groups: int = 1, name: str | None = None, **_: Any):
     import keras
 
-    from keras_reuse.layers import _conv_kernel_initializer
+    from keras_reuse.layers.ops import conv_kernel_initializer
 
     return keras.layers.Conv2D(
         filters,
         1,
         groups=groups,
         use_bias=False,
-        kernel_initializer=_conv_kernel_initializer(),
+        kernel_initializer=conv_kernel_initializer(),
         name=name,
     )
 
@@ -61,7 +54,7 @@ def _naive_grouped_conv(filters: int, groups: int = 1, name: str | None = None, 
 def _naive_shuffle(groups: int = 2, swap_halves: bool = False, name: str | None = None):
     import keras
 
-    from keras_reuse.layers import channel_shuffle_permutation
+    from keras_reuse.layers.ops import channel_shuffle_permutation
 
     class GatherShuffle(keras.layers.Layer):
         def call(self, inputs):
@@ -75,7 +68,7 @@ def _naive_layer_types() -> Any:
     """Stock Keras layers in place of keras_reuse's fast ones."""
     import keras
 
-    from keras_reuse.applications._common import LayerTypes
+    from keras_reuse.applications.common import LayerTypes
 
     return LayerTypes(keras.layers.BatchNormalization, _naive_grouped_conv, _naive_shuffle)
 
@@ -87,9 +80,6 @@ def label(name: str) -> str:
 def keras_model(name: str, policy: str = "float32", naive: bool = False) -> Any:
     """The Keras network `name` under the dtype policy `policy`.
 
-    A `keras_depthwise` entry in a model's keyword arguments builds it with
-    Keras's `DepthwiseConv2D` in place of `keras_reuse.layers.DepthwiseConv2D`.
-
     Args:
         name: A key of `MODELS`.
         policy: A Keras dtype policy name ("float32", "mixed_bfloat16").
@@ -99,19 +89,9 @@ def keras_model(name: str, policy: str = "float32", naive: bool = False) -> Any:
         An uncompiled `keras.Model` returning logits.
     """
     from keras_reuse import applications
-    from keras_reuse.precision import dtype_policy_scope
+    from keras_reuse.training.precision import dtype_policy_scope
 
     _, constructor, kwargs = MODELS[name]
-    if kwargs.get("keras_depthwise"):
-        import dataclasses
-
-        import keras
-
-        from keras_reuse.applications import lrunet
-
-        types = dataclasses.replace(lrunet._LAYER_TYPES, depthwise=keras.layers.DepthwiseConv2D)
-        kwargs = {k: v for k, v in kwargs.items() if k != "keras_depthwise"}
-        kwargs["_layer_types"] = types
     if naive:
         # The naive layer types replace the unrolled network's layers.
         kwargs = {**kwargs, "_layer_types": _naive_layer_types(), "reuse_loop": False}

@@ -19,7 +19,7 @@ import time
 
 from absl import app, flags
 
-from keras_reuse import atomic
+from keras_reuse.utils import atomic
 
 FLAGS = flags.FLAGS
 

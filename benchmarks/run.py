@@ -33,7 +33,7 @@ from typing import Any
 from absl import app, flags
 
 from benchmarks import measure, models
-from keras_reuse import atomic
+from keras_reuse.utils import atomic
 
 SCHEMA_VERSION = 1
 

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 import keras_reuse
-from keras_reuse.sharing import resnet_stage_rule
+from keras_reuse.reuse.sharing import resnet_stage_rule
 
 
 def small_resnet(input_shape: tuple, num_classes: int, blocks: int = 3) -> keras.Model:

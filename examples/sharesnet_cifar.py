@@ -16,7 +16,7 @@ import keras
 
 import keras_reuse
 from keras_reuse.applications import WideShaResNet
-from keras_reuse.optimizers import CoupledSGD
+from keras_reuse.training.optimizers import CoupledSGD
 
 
 def main() -> None:

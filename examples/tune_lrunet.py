@@ -15,7 +15,7 @@ import argparse
 import keras_tuner
 
 import keras_reuse
-from keras_reuse.tuning import LruNetHyperModel
+from keras_reuse.experiments.tuning import LruNetHyperModel
 
 
 def main() -> None:

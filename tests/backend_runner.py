@@ -140,7 +140,7 @@ def _run_case(
 
 
 def _checkpoint_logits() -> dict[str, Any]:
-    from keras_reuse.pretrained import load_lrunet_checkpoint
+    from keras_reuse.applications.lrunet.checkpoint import load_lrunet_checkpoint
 
     model = load_lrunet_checkpoint(CHECKPOINT)
     x, _ = _inputs(model, seed=1)
@@ -195,7 +195,7 @@ def check(directory: Path) -> dict[str, Any]:
 
 def _default_layout(directory: Path) -> dict[str, Any]:
     """LruNet-2 in this backend's default layout, from TensorFlow's (unrolled) weights file."""
-    from keras_reuse.reuse_loop import LruStage
+    from keras_reuse.applications.lrunet.stage import LruStage
 
     model = applications.LruNet(
         layer_reuse=2,

@@ -26,8 +26,8 @@ from absl import app, flags
 
 # Every library a subcommand imports, first: flags they declare are not the
 # subcommands' and must survive the deletions below.
-import keras_reuse.study  # noqa: F401
-import keras_reuse.tuning  # noqa: F401
+import keras_reuse.experiments.study  # noqa: F401
+import keras_reuse.experiments.tuning  # noqa: F401
 from keras_reuse import cli
 
 
@@ -69,7 +69,7 @@ def main() -> None:
         if command != loaded and loaded is not None:
             for name in set(flags.FLAGS) - declared:
                 delattr(flags.FLAGS, name)
-            sys.modules.pop(f"keras_reuse.commands.{loaded}", None)
+            sys.modules.pop(f"keras_reuse.cli.{loaded}", None)
         loaded = command
         results.append(_run(command, args))
     print(json.dumps(results))

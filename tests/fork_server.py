@@ -26,8 +26,9 @@ import tensorflow as tf  # noqa: E402
 
 tf.config.experimental.enable_op_determinism()
 
-import keras_reuse.commands.train  # noqa: E402, F401  (its import is the slow part)
-from keras_reuse import atomic, cli  # noqa: E402
+import keras_reuse.cli.train  # noqa: E402, F401  (its import is the slow part)
+from keras_reuse import cli  # noqa: E402
+from keras_reuse.utils import atomic  # noqa: E402
 
 
 def _child(request: dict) -> int:

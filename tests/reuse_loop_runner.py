@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from keras_reuse.applications import lrunet
-from keras_reuse.applications.lrunet import LruNet, convert_reuse_weights
+from keras_reuse.applications.lrunet.model import LruNet, convert_reuse_weights
 
 INPUT_SHAPE = (28, 28, 3)
 WIDTH = 0.125  # stages of 8, 16, 32, 64 channels

@@ -11,7 +11,7 @@ it at once rather than ending the run waiting for it.
 import pytest
 from published import preset_accuracy_without_torch
 
-from keras_reuse.applications.lrunet_presets import PRESETS
+from keras_reuse.applications.lrunet.presets import PRESETS
 
 
 @pytest.mark.parametrize("name", ["lrunet14_cifar10", "lrunet1_cifar10"])

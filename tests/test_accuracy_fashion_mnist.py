@@ -9,8 +9,8 @@ written. Named test_accuracy_* to be scheduled first (see test_accuracy_cifar10.
 import pytest
 from published import preset_accuracy_without_torch
 
-from keras_reuse.applications.lrunet_presets import PRESETS
-from keras_reuse.export import FLOAT32_RTOL
+from keras_reuse.applications.lrunet.presets import PRESETS
+from keras_reuse.export.litert import FLOAT32_RTOL
 
 
 def test_lrunet1_reproduces_the_published_accuracy():

@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 _SCRIPT = r"""
 import json, os, sys
 import keras
-from keras_reuse import distribute, training
-from keras_reuse.export import to_tflite
+from keras_reuse.training import distribute
+from keras_reuse import training
+from keras_reuse.export.litert import to_tflite
 
 out = sys.argv[1]
 messages = {"backend": keras.backend.backend()}
@@ -113,7 +114,7 @@ def test_cli_train_with_a_strategy_under_jax_is_a_one_line_error(tmp_path):
 def test_cli_export_under_jax_is_a_one_line_error(messages, saved, tmp_path):
     out = tmp_path / "m.tflite"
     done = subprocess.run(
-        [sys.executable, "-m", "keras_reuse.cli", "export", str(saved / "m.keras"), str(out)],
+        [sys.executable, "-m", "keras_reuse", "export", str(saved / "m.keras"), str(out)],
         cwd=ROOT,
         env=_env(),
         capture_output=True,

@@ -126,7 +126,7 @@ def test_tensorflow_loads_the_keras_file_it_saved(runs, backend, case):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_default_layout_loads_tensorflows_weights_file(runs, backend):
     # JAX compiles everything with XLA: its default LruNet loops its stages
-    # (keras_reuse.reuse_loop.default_reuse_loop); PyTorch's is unrolled.
+    # (keras_reuse.applications.lrunet.stage.default_reuse_loop); PyTorch's is unrolled.
     # Either way TensorFlow's unrolled weights file loads, converted.
     default = backend_run(runs, backend)["default_layout"]
     assert default["looped"] == (backend == "jax")

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from keras_reuse import recipes
+from keras_reuse.training import recipes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = ["--dataset=fashion_mnist", "--batch_size=32", "--max_train_examples=64"]

@@ -154,48 +154,6 @@ def test_bad_flags_are_usage_errors(bad_flag_errors, index):
     assert not os.listdir(out)  # nothing written
 
 
-def test_export_table_reports_every_mode(tmp_path):
-    done = _run(
-        "--models=fmnist_lru1",
-        "--test_examples=300",
-        "--calibration=50",
-        "--latency_calls=4",
-        "--latency_rounds=2",
-        f"--output_dir={tmp_path}",
-        module="benchmarks.export_table",
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = json.loads((tmp_path / "export.json").read_text())["rows"]
-    assert [row["mode"] for row in rows] == [
-        "float32",
-        "float32, BN folded",
-        "float16",
-        "dynamic",
-        "int8",
-        "int8, compact",
-        "int8, AI Edge Quantizer",
-        "int8, AI Edge Quantizer, compact",
-        "int8, AI Edge Quantizer, stage 1 in int16",
-        "int8, AI Edge Quantizer, stage 1 in float32",
-        "int8, AI Edge Quantizer, stage 1 in float32, compact",
-        "int16x8",
-    ]
-    sizes = {row["mode"]: row["tflite_bytes"] for row in rows}
-    # int8 and dynamic store one byte per weight, float16 two, float32 four.
-    assert sizes["dynamic"] < sizes["float16"] < sizes["float32"]
-    assert sizes["int8, compact"] < sizes["int8"]
-    assert sizes["int8, AI Edge Quantizer, compact"] < sizes["int8, AI Edge Quantizer"]
-    for row in rows:
-        assert row["test_examples"] == 300 and row["trainable_params"] > 0
-        assert _positive(row["litert_ms"]) and _positive(row["keras_bytes"])
-        assert 0.8 < row["tflite_accuracy"] <= 1.0
-        assert 0.9 < row["top1_agreement"] <= 1.0
-    assert rows[0]["top1_agreement"] == 1.0
-    table = (tmp_path / "export.md").read_text()
-    assert table.count("| LruNet-1 (fashion_mnist) |") == 12
-    assert "in 2 rounds interleaved" in table
-
-
 def test_pipeline_benchmark_times_two_epochs_and_training(tmp_path):
     done = _run(
         "--datasets=fashion_mnist",
@@ -225,61 +183,6 @@ def test_pipeline_benchmark_times_two_epochs_and_training(tmp_path):
     assert "fashion_mnist" in done.stdout and os.listdir(tmp_path) == ["pipeline.json"]
 
 
-def test_the_depthwise_a_b_builds_keras_layer_against_ours():
-    # benchmarks.depthwise trains these two; they must differ only there.
-    import keras
-
-    from benchmarks import models
-    from keras_reuse import layers
-
-    def depthwise_classes(name):
-        model = models.keras_model(name)
-        found = [type(x) for x in model.layers if isinstance(x, keras.layers.DepthwiseConv2D)]
-        return model, set(found), len(found)
-
-    stock, stock_classes, stock_count = depthwise_classes("lrunet14_keras_depthwise")
-    ours, ours_classes, ours_count = depthwise_classes("lrunet14")
-    assert stock_classes == {keras.layers.DepthwiseConv2D}
-    assert ours_classes == {layers.DepthwiseConv2D}
-    assert stock_count == ours_count == 4
-    assert [w.shape for w in stock.weights] == [w.shape for w in ours.weights]
-
-
-def test_first_step_profile_breaks_the_first_step_down(tmp_path):
-    from benchmarks import models
-
-    done = _run(
-        "--models=lrunet1",
-        "--warmup_model=lrunet1",
-        "--batch_size=16",
-        "--steps=1",
-        "--top_ops=3",
-        f"--output_dir={tmp_path}",
-        module="benchmarks.first_step",
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    (result,) = json.loads((tmp_path / "first_step.json").read_text())["results"]
-    for key in ("build_s", "trace_s", "first_call_s", "steady_s", "fit_first_step_s"):
-        assert _positive(result[key]), key
-    assert result["first_step_in_steps"] == pytest.approx(
-        result["fit_first_step_s"] / result["steady_s"]
-    )
-    # The op census is of the traced step: forward, gradients and update.
-    kinds = dict(result["top_ops"])
-    assert len(kinds) == 3 and sum(kinds.values()) < result["graph_ops"]
-    assert "MatMul" in kinds  # the grouped 1x1 convolutions, one per group
-    # Every op in exactly one part; the optimizer's at least one per weight
-    # it updates (its fused momentum kernel), so its name scope was found.
-    parts = result["ops_by_part"]
-    assert sum(parts.values()) == result["graph_ops"]
-    assert parts["gradient"] > 0 and parts["forward"] > 0
-    assert parts["optimizer"] >= len(models.keras_model("lrunet1").trainable_weights)
-    table = (tmp_path / "first_step.md").read_text()
-    assert table.count("| LruNet-1 |") == 1 and f"{result['graph_ops']:,}" in table
-    assert f"({parts['forward']:,} / {parts['gradient']:,} / {parts['optimizer']:,})" in table
-    assert sorted(os.listdir(tmp_path)) == ["first_step.json", "first_step.md"]
-
-
 def test_per_call_overhead_is_the_median_of_alternating_rounds():
     from benchmarks import measure
 
@@ -300,14 +203,7 @@ def test_per_call_overhead_is_the_median_of_alternating_rounds():
     assert steps_asked == [2, 2, 4, 4, 2, 2, 2, 2, 4]
 
 
-def test_first_step_profile_refuses_an_unknown_model(tmp_path):
-    done = _run("--models=lrunet99", f"--output_dir={tmp_path}", module="benchmarks.first_step")
-    assert done.returncode != 0
-    assert "received --models=lrunet99" in done.stderr
-    assert not os.listdir(tmp_path)
-
-
-def test_onednn_a_b_runs_each_setting_in_its_own_process(tmp_path):
+def test_import_order_runs_each_first_import_in_its_own_process(tmp_path):
     done = _run(
         "--models=lrunet1",
         "--batch_size=4",
@@ -315,21 +211,26 @@ def test_onednn_a_b_runs_each_setting_in_its_own_process(tmp_path):
         "--calls=1",
         "--steps=1",
         f"--output_dir={tmp_path}",
-        module="benchmarks.onednn",
+        module="benchmarks.import_order",
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    (row,) = json.loads((tmp_path / "onednn.json").read_text())["models"]
-    off, on = row["medians"]["0"], row["medians"]["1"]
-    # TensorFlow obeys the variable (on x86-64 builds, which have oneDNN):
-    # each child ran the setting it was given.
-    assert off["onednn"] == [False]
+    (row,) = json.loads((tmp_path / "import_order.json").read_text())["models"]
+    keras_first, package_first, torch = (
+        row["medians"][k] for k in ("keras", "keras_reuse", "torch")
+    )
+    # Each child started as asked: the package's defaults apply only when it
+    # comes before TensorFlow; with Keras first the package says so, once.
     if platform.machine().lower() in ("x86_64", "amd64"):
-        assert on["onednn"] == [True]
-    for key in ("steady", "fit_call", "build_s", "first_step_s", "peak_rss_mb"):
-        assert _positive(off[key]) and _positive(on[key]), key
-    table = (tmp_path / "onednn.md").read_text()
-    assert "| LruNet-1 | off |" in table and "| LruNet-1 | on |" in table
-    assert f"{on['steady'] / off['steady']:.2f}" in table
+        assert package_first["onednn"] == [True] and package_first["warned"] == [False]
+        if keras_first["onednn"] == [False]:  # TensorFlow's own default on this CPU
+            assert keras_first["warned"] == [True]
+    assert torch["onednn"] == [None]
+    for m in (keras_first, package_first, torch):
+        assert _positive(m["steady"]) and _positive(m["first_step_s"])
+    table = (tmp_path / "import_order.md").read_text()
+    assert "| LruNet-1 | `import keras` first |" in table
+    assert "| LruNet-1 | `import keras_reuse` first |" in table
+    assert f"{package_first['steady'] / torch['steady']:.2f}" in table
 
 
 @pytest.mark.parametrize(
@@ -340,17 +241,17 @@ def test_onednn_a_b_runs_each_setting_in_its_own_process(tmp_path):
         (["--steps=-2"], "--steps must be >= 1. Received: -2"),
     ],
 )
-def test_onednn_a_b_refuses_bad_flags(tmp_path, args, message):
-    done = _run(*args, f"--output_dir={tmp_path}", module="benchmarks.onednn", timeout=300)
+def test_import_order_refuses_bad_flags(tmp_path, args, message):
+    done = _run(*args, f"--output_dir={tmp_path}", module="benchmarks.import_order", timeout=300)
     assert done.returncode != 0
     assert message in done.stderr and "Received" in done.stderr
     assert not os.listdir(tmp_path)
 
 
-def test_onednn_a_b_refuses_an_output_dir_that_is_a_file(tmp_path):
+def test_import_order_refuses_an_output_dir_that_is_a_file(tmp_path):
     path = tmp_path / "taken"
     path.write_text("")
-    done = _run("--models=lrunet1", f"--output_dir={path}", module="benchmarks.onednn")
+    done = _run("--models=lrunet1", f"--output_dir={path}", module="benchmarks.import_order")
     assert done.returncode != 0
     assert f"--output_dir must be a directory. Received: {path}" in done.stderr
     assert path.read_text() == ""

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 from keras_reuse.applications import LruNet
-from keras_reuse.compiling import build_optimizer, compile_for_training
-from keras_reuse.optimizers import CoupledSGD
+from keras_reuse.training.optimizers import CoupledSGD, build_optimizer, compile_for_training
 
 
 def _traces_of_first_fit(model):

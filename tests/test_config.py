@@ -8,9 +8,9 @@ import textwrap
 import pytest
 from test_recipes import parse  # the train command's generated flags, parsed
 
-from keras_reuse import config as spec
 from keras_reuse import training
 from keras_reuse.applications import _registry
+from keras_reuse.training import config as spec
 
 # A constructor of the registry's kind with one keyword no other model has.
 THROWAWAY = textwrap.dedent(
@@ -53,9 +53,9 @@ def test_a_new_constructor_keyword_is_a_train_flag_with_no_other_edit():
                 cli.run(["keras-reuse", "train", "--help"])
             except SystemExit:
                 pass
-        from keras_reuse import config as spec
-        from keras_reuse.commands import train as command  # imported by cli.run
-        from keras_reuse.commands.model_flags import config_from_flags
+        from keras_reuse.training import config as spec
+        from keras_reuse.cli import train as command  # imported by cli.run
+        from keras_reuse.cli.flags import config_from_flags
 
         command.FLAGS(["train", "--model=throwaway", "--blocks=5", "--nogate"])
         config = config_from_flags(command.FLAGS, command._NAMES)
@@ -127,7 +127,8 @@ def test_model_arguments_are_checked_against_the_constructor(throwaway, model_ar
 
 
 def test_a_constructors_value_error_names_the_argument(throwaway):
-    from keras_reuse import builders, data
+    from keras_reuse import data
+    from keras_reuse.training import builders
 
     config = training.TrainConfig(model="throwaway", model_args={"blocks": 0})
     training.validate(config)  # the type is right; the value is the constructor's to judge

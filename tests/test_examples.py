@@ -7,7 +7,7 @@ import sys
 
 import keras
 
-from keras_reuse.summary import reuse_summary
+from keras_reuse.reuse.summary import reuse_summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -51,7 +51,7 @@ def test_fit_lrunet_trains_and_saves_the_model(tmp_path):
     )
     assert "test accuracy: " in out
     # compile=False: the architecture is what counts here (the optimizer, CoupledSGD, is
-    # registered only once keras_reuse.optimizers is imported).
+    # registered only once keras_reuse.training.optimizers is imported).
     model = keras.models.load_model(tmp_path / "lrunet.keras", compile=False)
     assert reuse_summary(model).calls["stage3_pw"] == 2
     assert model.input_shape == (None, 28, 28, 1)

@@ -20,8 +20,9 @@ from absl import flags
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from ai_edge_litert.tools import flatbuffer_utils
 
-from keras_reuse import LruNet, applications, cli, data, export, litert_rewrite
-from keras_reuse.export import ExportReport, VerificationError, to_tflite
+from keras_reuse import LruNet, applications, cli, data, export
+from keras_reuse.export import rewrite as litert_rewrite
+from keras_reuse.export.litert import ExportReport, VerificationError, to_tflite
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CHECKPOINTS = SHARED / "pretrained" / "lrunet-pytorch"
@@ -227,7 +228,7 @@ def test_the_depthwise_layer_exports_as_one_op_where_it_trains_in_another_form(
     # the file gets Keras's op. Forced here: CI's TensorFlow leaves oneDNN off.
     from keras_reuse import layers as reuse_layers
 
-    monkeypatch.setattr(reuse_layers, "_onednn_cpu", lambda: True)
+    monkeypatch.setattr(reuse_layers, "onednn_cpu", lambda: True)
     inputs = keras.Input((6, 6, 4))
     layer = reuse_layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, use_bias=False)
     model = keras.Model(inputs, layer(inputs))
@@ -398,7 +399,7 @@ def test_dynamic_batch_size(small_lrunet, small_exports):
 
 @pytest.fixture(scope="module")
 def lrunet1():
-    from keras_reuse.pretrained import load_lrunet_checkpoint
+    from keras_reuse.applications.lrunet.checkpoint import load_lrunet_checkpoint
 
     return load_lrunet_checkpoint(CHECKPOINTS / "fashionmnist-lru1-ckpt-09117.t7")
 

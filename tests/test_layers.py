@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_reuse.layers import ChannelShuffle, GroupedPointwiseConv, channel_shuffle_permutation
+from keras_reuse.layers import ChannelShuffle, GroupedPointwiseConv
+from keras_reuse.layers.ops import channel_shuffle_permutation
 
 
 def reference_grouped_pointwise(x, kernel):
@@ -169,9 +170,7 @@ def test_grouped_pointwise_generic_path_equals_the_tensorflow_fast_path(generic_
         generic_path(generic)
         y, (dx, dkernel, dbias) = _forward_and_gradients(layer, x, True, upstream)
         np.testing.assert_allclose(y, fast, rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(
-            dkernel, np.einsum("ngi,ngo->gio", xs, u), rtol=1e-4, atol=1e-4
-        )
+        np.testing.assert_allclose(dkernel, np.einsum("ngi,ngo->gio", xs, u), rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(
             dx, np.einsum("ngo,gio->ngi", u, kernel).reshape(x.shape), rtol=1e-4, atol=1e-4
         )
@@ -266,10 +265,11 @@ def _depthwise_filter_multipliers(layer, shape) -> list[int]:
 
 
 def test_depthwise_conv2d_runs_multiplier_one_where_tensorflow_uses_onednn():
-    from keras_reuse.layers import DepthwiseConv2D, _onednn_cpu
+    from keras_reuse.layers import DepthwiseConv2D
+    from keras_reuse.layers.ops import onednn_cpu
 
     layer = DepthwiseConv2D(3, padding="same", depth_multiplier=2)
-    expected = [1] if _onednn_cpu() else [2]
+    expected = [1] if onednn_cpu() else [2]
     assert _depthwise_filter_multipliers(layer, (2, 5, 5, 4)) == expected
     # Keras's own layer keeps the multiplier-2 op: the test can tell them apart.
     stock = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)

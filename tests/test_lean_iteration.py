@@ -1,6 +1,6 @@
 """`LruNet(recompute=True)`: the looped stages' lean TensorFlow gradient.
 
-`keras_reuse.lean_iteration` keeps 2C activations per position for the
+`keras_reuse.applications.lrunet.recompute` keeps 2C activations per position for the
 backward pass and recomputes the rest there. Checked here: one iteration
 against TensorFlow's autodiff of the same ops (the same outputs and
 statistics, gradients to float32 rounding, in both depthwise forms); a
@@ -23,8 +23,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_reuse.applications.lrunet import LruNet
-from keras_reuse.reuse_loop import LruStage
+from keras_reuse.applications.lrunet.model import LruNet
+from keras_reuse.applications.lrunet.stage import LruStage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reuse_loop_runner as runner  # noqa: E402
@@ -59,7 +59,7 @@ def _autodiff_iteration(p, dw_kernel, pw_kernel, gamma1, beta1, gamma2, beta2, r
     """The same iteration from the layers' functions, differentiated by TensorFlow."""
     import tensorflow as tf
 
-    from keras_reuse.layers import (
+    from keras_reuse.layers.ops import (
         depthwise_conv,
         fused_batch_norm_train,
         grouped_pointwise,
@@ -80,7 +80,7 @@ def _autodiff_iteration(p, dw_kernel, pw_kernel, gamma1, beta1, gamma2, beta2, r
 def test_one_iteration_matches_autodiff(repeat):
     import tensorflow as tf
 
-    from keras_reuse.lean_iteration import lean_iteration
+    from keras_reuse.applications.lrunet.recompute import lean_iteration
 
     args = _iteration_inputs()
     weight = tf.constant(np.random.default_rng(1).standard_normal(args[0].shape), tf.float32)
@@ -137,7 +137,7 @@ def _stage_pair(layer_reuse: int, **kwargs) -> tuple[LruStage, LruStage]:
 def test_a_recomputing_stage_trains_as_the_autodiff_one(layer_reuse, unroll, policy):
     import tensorflow as tf
 
-    from keras_reuse.precision import dtype_policy_scope
+    from keras_reuse.training.precision import dtype_policy_scope
 
     with dtype_policy_scope(policy):
         stages = _stage_pair(layer_reuse, unroll=unroll)
@@ -193,7 +193,7 @@ def test_one_fit_step_gives_the_same_weights(jit_compile):
 
 _MEMORY_PROBE = """
 import json, numpy as np, tensorflow as tf
-from keras_reuse.reuse_loop import LruStage
+from keras_reuse.applications.lrunet.stage import LruStage
 x = tf.constant(np.random.default_rng(0).random((32, 16, 16, 64)), tf.float32)
 peaks = {}
 for recompute in (False, True):
@@ -242,7 +242,7 @@ def test_recompute_is_refused_without_the_loop_or_as_a_non_boolean():
 
 
 def test_recompute_is_a_boolean_train_flag():
-    from keras_reuse import config
+    from keras_reuse.training import config
 
     assert config.model_arguments()["recompute"].kind is bool
 

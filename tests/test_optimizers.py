@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from keras_reuse.optimizers import CoupledSGD
+from keras_reuse.training.optimizers import CoupledSGD
 
 
 @pytest.mark.parametrize("nesterov", [False, True])

@@ -17,14 +17,12 @@ import pytest
 import tensorflow as tf
 
 from keras_reuse.applications import lrunet, sharesnet
-from keras_reuse.applications._common import LayerTypes
-from keras_reuse.layers import (
-    ChannelShuffle,
-    FusedBatchNormalization,
-    GroupedPointwiseConv,
-    _multiplier_one_form,
+from keras_reuse.applications.common import LayerTypes
+from keras_reuse.layers import ChannelShuffle, FusedBatchNormalization, GroupedPointwiseConv
+from keras_reuse.layers.ops import (
     channel_shuffle_permutation,
     inverse_half_swap_shuffle,
+    multiplier_one_form,
 )
 
 
@@ -184,16 +182,16 @@ def _traced_op_types(fn, *specs) -> set[str]:
 
 @pytest.mark.parametrize("cin_per_group, native", [(32, True), (64, False)])
 def test_grouped_pointwise_trains_natively_where_onednn_is_faster(cin_per_group, native):
-    from keras_reuse.layers import _onednn_cpu, grouped_pointwise
+    from keras_reuse.layers.ops import grouped_pointwise, onednn_cpu
 
     if os.environ.get("KERAS_REUSE_EXPECT_ONEDNN") == "1":  # tests/test_onednn_paths.py
-        assert _onednn_cpu()
+        assert onednn_cpu()
     kernel = tf.zeros((8, cin_per_group, 4))
     x = tf.TensorSpec((2, 3, 3, 8 * cin_per_group))
     ops = _traced_op_types(lambda x: grouped_pointwise(x, kernel, training=True), x)
     # oneDNN trains narrow groups as one grouped convolution (measured
     # faster), TensorFlow's own kernels have no gradient for it.
-    conv = native and _onednn_cpu()
+    conv = native and onednn_cpu()
     assert ("Conv2D" in ops) == conv
     assert ("MatMul" in ops) != conv
     # Reduced precision keeps the matmuls.
@@ -268,7 +266,7 @@ def test_depthwise_multiplier_one_form_equals_the_stock_op(spatial):
     @tf.function(input_signature=[tf.TensorSpec((None, *spatial, 4)), tf.TensorSpec((3, 3, 4, 2))])
     def both(x, kernel):
         results = []
-        for form in (lambda x, k: (x, k), _multiplier_one_form):
+        for form in (lambda x, k: (x, k), multiplier_one_form):
             with tf.GradientTape() as tape:
                 tape.watch([x, kernel])
                 y = keras.ops.depthwise_conv(*form(x, kernel), padding="same")
@@ -280,7 +278,7 @@ def test_depthwise_multiplier_one_form_equals_the_stock_op(spatial):
     for a, b in zip(ours, stock, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
     # The repeated input itself: channel c as channels 2c and 2c+1.
-    repeated, _ = _multiplier_one_form(x, kernel)
+    repeated, _ = multiplier_one_form(x, kernel)
     np.testing.assert_array_equal(repeated.numpy(), np.repeat(x.numpy(), 2, axis=-1))
 
 

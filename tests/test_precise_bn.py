@@ -6,8 +6,8 @@ import pytest
 
 from keras_reuse import data
 from keras_reuse.applications import LruNet
-from keras_reuse.callbacks import PreciseBatchNorm, recompute_batchnorm_statistics
 from keras_reuse.layers import FusedBatchNormalization
+from keras_reuse.training.callbacks import PreciseBatchNorm, recompute_batchnorm_statistics
 
 
 def batches(sizes, seed=0, shape=(28, 28, 1)):

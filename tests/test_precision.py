@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_reuse import precision, training
+from keras_reuse import training
 from keras_reuse.applications import LruNet
 from keras_reuse.layers import FusedBatchNormalization
+from keras_reuse.training import precision
 
 # A tiny `keras-reuse train` run on a real slice of Fashion-MNIST.
 QUICK = dict(

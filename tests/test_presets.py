@@ -17,7 +17,7 @@ import pytest
 
 from keras_reuse import applications
 from keras_reuse.applications import LruNet, ShaResNet164, feature_extractor
-from keras_reuse.applications.lrunet_presets import (
+from keras_reuse.applications.lrunet.presets import (
     PRESETS,
     WEIGHTS_DIR,
     find_preset,

@@ -22,8 +22,8 @@ from absl import flags
 
 import keras_reuse
 from keras_reuse import applications, cli, data
-from keras_reuse.applications.lrunet_presets import PRESETS
-from keras_reuse.pretrained import load_lrunet_checkpoint
+from keras_reuse.applications.lrunet.checkpoint import load_lrunet_checkpoint
+from keras_reuse.applications.lrunet.presets import PRESETS
 from torch_reference.lrunet import TorchLruNet
 
 CHECKPOINTS = Path(__file__).resolve().parents[2] / "shared" / "pretrained" / "lrunet-pytorch"

@@ -8,9 +8,10 @@ import sys
 import pytest
 from absl import flags
 
-from keras_reuse import recipes, training
-from keras_reuse.applications.lrunet_presets import PRESETS
-from keras_reuse.commands import model_flags
+from keras_reuse import training
+from keras_reuse.applications.lrunet.presets import PRESETS
+from keras_reuse.cli import flags as model_flags
+from keras_reuse.training import recipes
 
 PUBLISHED = {
     # name: (dataset, N, width, the published checkpoint's test accuracy)
@@ -116,7 +117,7 @@ def test_bad_recipe_fields_fail_before_writing(tmp_path, change, message):
 
 def cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "keras_reuse.cli", "train", *args],
+        [sys.executable, "-m", "keras_reuse", "train", *args],
         capture_output=True,
         text=True,
     )

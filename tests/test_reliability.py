@@ -3,7 +3,7 @@
 The runs are `keras-reuse train` command lines in forked children of one
 process that imported TensorFlow once (tests/fork_server.py), killed with
 SIGKILL by the package's own fault points (`KERAS_REUSE_FAULT`, see
-`keras_reuse.atomic`): a kill lands at exactly the instant named, however
+`keras_reuse.utils.atomic`): a kill lands at exactly the instant named, however
 busy the machine is.
 """
 
@@ -26,10 +26,12 @@ import pytest
 import torch
 from absl import flags
 
-from keras_reuse import atomic, cli, export, pretrained, training
-from keras_reuse.callbacks import AtomicBackupAndRestore, latest_backup_epoch
-from keras_reuse.compiling import compile_for_training
+from keras_reuse import cli, export, training
+from keras_reuse.applications.lrunet import checkpoint as pretrained
 from keras_reuse.data import offline
+from keras_reuse.training.callbacks import AtomicBackupAndRestore, latest_backup_epoch
+from keras_reuse.training.optimizers import compile_for_training
+from keras_reuse.utils import atomic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 3

@@ -25,9 +25,13 @@ import numpy as np
 import pytest
 
 import keras_reuse
-from keras_reuse.applications.lrunet import LruNet, convert_reuse_weights
+from keras_reuse.applications.lrunet.model import LruNet, convert_reuse_weights
+from keras_reuse.applications.lrunet.stage import (
+    LruStage,
+    half_swap_shuffle,
+    inverse_half_swap_shuffle,
+)
 from keras_reuse.layers import ChannelShuffle
-from keras_reuse.reuse_loop import LruStage, half_swap_shuffle, inverse_half_swap_shuffle
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reuse_loop_runner as runner  # noqa: E402
@@ -155,7 +159,7 @@ def test_reuse_summary_counts_a_looped_stage_as_unrolled():
 
 
 def test_precise_batchnorm_gives_each_iteration_its_own_statistics():
-    from keras_reuse.callbacks import recompute_batchnorm_statistics
+    from keras_reuse.training.callbacks import recompute_batchnorm_statistics
 
     unrolled, looped = runner.build_pair(3)
     rng = np.random.default_rng(1)
@@ -169,7 +173,7 @@ def test_precise_batchnorm_gives_each_iteration_its_own_statistics():
 
 
 def test_tflite_export_unrolls_the_loops(tmp_path):
-    from keras_reuse.export import to_tflite
+    from keras_reuse.export.litert import to_tflite
 
     unrolled, looped = runner.build_pair(2)
     looped_report = to_tflite(looped, tmp_path / "looped.tflite")  # verified against `looped`
@@ -201,7 +205,7 @@ def test_a_weights_file_of_either_layout_loads_into_both(tmp_path, saved_looped)
 def test_the_default_layout_loops_where_xla_compiles(monkeypatch):
     import tensorflow as tf
 
-    from keras_reuse.reuse_loop import default_reuse_loop
+    from keras_reuse.applications.lrunet.stage import default_reuse_loop
 
     def model():
         return LruNet(layer_reuse=2, width_multiplier=runner.WIDTH, input_shape=(28, 28, 1))
@@ -234,7 +238,7 @@ def test_one_iteration_is_traced_without_a_loop_except_under_jax(monkeypatch):
 
 @pytest.mark.parametrize("value", ["yes", 1, 0.0])
 def test_bad_reuse_loop_is_refused(value):
-    from keras_reuse.pretrained import load_lrunet_checkpoint
+    from keras_reuse.applications.lrunet.checkpoint import load_lrunet_checkpoint
 
     with pytest.raises(ValueError, match=rf"reuse_loop={value!r}"):
         LruNet(layer_reuse=2, reuse_loop=value)

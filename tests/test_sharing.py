@@ -8,7 +8,7 @@ import pytest
 
 from keras_reuse import LruNet, applications, reuse_summary, share, to_tflite, unshare
 from keras_reuse.applications import ShaResNet50, ShaResNet164, WideShaResNet
-from keras_reuse.sharing import resnet_stage_rule
+from keras_reuse.reuse.sharing import resnet_stage_rule
 
 _CIFAR_RULE = functools.partial(resnet_stage_rule, include_first_block=False)
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from matplotlib import image
 
-from keras_reuse import reuse_summary, study, training
+from keras_reuse import reuse_summary, training
 from keras_reuse.applications import LruNet
+from keras_reuse.experiments import study
 
 TINY_FLAGS = [
     "--epochs=1",
@@ -38,7 +39,7 @@ TINY = training.TrainConfig(
 
 def cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "keras_reuse.cli", "study", *args],
+        [sys.executable, "-m", "keras_reuse", "study", *args],
         capture_output=True,
         text=True,
     )

@@ -11,9 +11,10 @@ import keras_tuner
 import numpy as np
 import pytest
 
-from keras_reuse import data, tuning
-from keras_reuse.optimizers import CoupledSGD
-from keras_reuse.summary import reuse_summary
+from keras_reuse import data
+from keras_reuse.experiments import tuning
+from keras_reuse.reuse.summary import reuse_summary
+from keras_reuse.training.optimizers import CoupledSGD
 
 # A tiny slice of the real data (TFDS_DATA_DIR, set by .ci/run).
 TINY = dict(
@@ -41,7 +42,7 @@ def read_trials(path):
 
 def cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "keras_reuse.cli", "tune", *args],
+        [sys.executable, "-m", "keras_reuse", "tune", *args],
         capture_output=True,
         text=True,
     )
@@ -129,7 +130,7 @@ def test_lrunet_hypermodel_builds_compiled_logit_models():
     assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 10)
     assert isinstance(model.optimizer, CoupledSGD) and model.optimizer.l2 == pytest.approx(5e-4)
     assert model.loss.get_config()["from_logits"] is True
-    # Logits, like keras_reuse.training: the output may be negative.
+    # Logits, like keras_reuse.training.trainer: the output may be negative.
     assert model.get_layer("predictions").activation is keras.activations.linear
     # The space is what a tuner would explore.
     assert hp.space[0].name == "layer_reuse" and list(hp.space[0].values) == [3, 5]

@@ -9,9 +9,9 @@ num_classes=10)` builds a model, `list_models()` lists them
 arguments become `keras-reuse train` flags).
 """
 
-from keras_reuse.applications._registry import create, get, list_models, register_model
 from keras_reuse.applications.features import feature_extractor
 from keras_reuse.applications.lrunet import LruNet
+from keras_reuse.applications.registry import create, get, list_models, register_model
 from keras_reuse.applications.sharesnet import (
     ShaResNet18,
     ShaResNet34,

@@ -21,8 +21,8 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_reuse.checks import check_bool
 from keras_reuse.data.augment import augment_images
+from keras_reuse.utils.checks import check_bool
 
 # What `keras_reuse.data.prepare` builds from original files; named in errors.
 OFFLINE_DATASETS = ("cifar10", "cifar100", "fashion_mnist", "mnist")

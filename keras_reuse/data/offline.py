@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from keras_reuse import atomic
 from keras_reuse.data.loading import OFFLINE_DATASETS, resolve_data_dir
 from keras_reuse.data.originals import CIFAR, IDX_FILES, CifarRelease, OriginalFile
+from keras_reuse.utils import atomic
 
 _log = logging.getLogger(__name__)
 
@@ -333,7 +333,7 @@ def prepare(name: str, source_dir: Any, data_dir: Any = None) -> str:
         ValueError: for an unknown `name` or a `source_dir` that is not a directory.
         FileNotFoundError: if an original file is missing from `source_dir`.
         SourceFileError: if a file is truncated or is not the original.
-        keras_reuse.atomic.AtomicWriteError: (an OSError) naming the
+        keras_reuse.utils.atomic.AtomicWriteError: (an OSError) naming the
             destination, if the OS refuses a write (full disk, read-only
             directory); nothing is left in the data directory.
     """

@@ -1,0 +1,412 @@
+"""`LruStage`: one LruNet stage whose reuse iterations are a traced loop.
+
+The unrolled LruNet calls a stage's DepthwiseConv2D and GroupedPointwiseConv
+`layer_reuse` times in the functional graph, with a BatchNormalization of
+its own after each call. Every call is traced, so the training graph (and
+XLA's compile time) grows with N. This layer holds the same weights, the
+per-iteration BatchNorm parameters stacked as `(N, C)` arrays, and runs the
+N iterations with `keras.ops.fori_loop`: the body is traced once whatever N.
+
+One iteration, exactly as in `applications.lrunet._lru_stage`:
+
+    residual = x
+    x = bn_dw[i](depthwise(x)); x = bn_pw[i](pointwise(x))
+    x = relu(x + residual)
+    x = half_swap_shuffle(x)          # between iterations, not after the last
+
+The loop body always shuffles; the permutation after the last iteration is
+undone once after the loop (a permutation and its inverse are exact), so the
+body needs no branch on the iteration index.
+
+BatchNorm semantics are `FusedBatchNormalization`'s (= Keras's): in training
+each iteration normalizes with its own batch mean and biased variance, and
+its moving statistics become `moving * momentum + batch * (1 - momentum)`
+(biased variance), all N rows updated after the loop from the per-iteration
+batch statistics the loop collected. Inference uses the moving statistics.
+
+What runs where: the loop and all arithmetic are `keras.ops` (JAX: a
+`lax.fori_loop` with static bounds, i.e. a scan, reverse-differentiable;
+PyTorch: a Python loop). On TensorFlow, as in `keras_reuse.layers`, the
+training-mode BatchNorm is one `FusedBatchNormV3` and the inference-mode
+pointwise convolution one grouped `tf.nn.conv2d` (in training too, for
+narrow groups where oneDNN runs: `layers.grouped_pointwise`); tested against the
+generic path (`tests/test_reuse_loop.py`). With `recompute=True`, TensorFlow
+trains each iteration as `keras_reuse.applications.lrunet.recompute.lean_iteration`, a
+custom gradient that keeps a quarter of the activations
+(`tests/test_lean_iteration.py`).
+
+Weight layout (names inside the layer, which is named `stage{k}`):
+
+    depthwise_kernel      (3, 3, C, 2)          = stage{k}_dw kernel
+    pointwise_kernel      (groups, 2C/groups, C/groups) = stage{k}_pw kernel
+    dw_bn_gamma/beta/moving_mean/moving_variance  (N, 2C)
+                         row i-1 = stage{k}_reuse{i}_dw_bn
+    pw_bn_gamma/beta/moving_mean/moving_variance  (N, C)
+                         row i-1 = stage{k}_reuse{i}_pw_bn
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from keras_reuse.applications.lrunet.recompute import lean_iteration
+from keras_reuse.layers.ops import (
+    PACKAGE,
+    conv_kernel_initializer,
+    depthwise_conv,
+    fused_batch_norm_train,
+    grouped_pointwise,
+    half_swap_shuffle,
+    inverse_half_swap_shuffle,
+    onednn_cpu,
+)
+from keras_reuse.reuse.summary import LayerReuse
+
+BN_WEIGHTS = ("gamma", "beta", "moving_mean", "moving_variance")
+
+
+def default_reuse_loop() -> bool:
+    """What `LruNet(reuse_loop=None)` builds here: looped where XLA compiles.
+
+    JAX always compiles with XLA, and Keras's `compile(jit_compile="auto")`
+    turns XLA on for TensorFlow when a GPU is visible. XLA's compile time
+    grows with the unrolled graph (CPU, docs/reuse_loop.md: the unrolled
+    LruNet-2's first JAX step 473 s against 38.5 s looped; unrolled
+    LruNet-4 with `jit_compile=True` more than 600 s against 124 s), so
+    there the stages are loops. TensorFlow without a GPU (no XLA by
+    default) and PyTorch keep the unrolled, published layout, one layer per
+    call.
+
+    Returns:
+        True under the JAX backend and under TensorFlow with a visible GPU.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return True
+    if backend == "tensorflow":
+        # Optional: TensorFlow, imported on its backend's path only.
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    return False
+
+
+def resolve_reuse_loop(reuse_loop) -> bool:
+    """A `reuse_loop` argument checked, None replaced by `default_reuse_loop()`.
+
+    Raises:
+        ValueError: naming the value, unless it is True, False or None.
+    """
+    if reuse_loop is None:
+        return default_reuse_loop()
+    if not isinstance(reuse_loop, bool):
+        raise ValueError(
+            "`reuse_loop` must be True, False or None (automatic). "
+            f"Received: reuse_loop={reuse_loop!r}"
+        )
+    return reuse_loop
+
+
+def _batch_norm_train_generic(x, gamma, beta, epsilon):
+    x32 = ops.cast(x, "float32")
+    mean, variance = ops.moments(x32, axes=list(range(len(x.shape) - 1)))
+    y = ops.batch_normalization(
+        x32, mean, variance, axis=-1, offset=beta, scale=gamma, epsilon=epsilon
+    )
+    return y, mean, variance
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LruStage(keras.layers.Layer):
+    """One LruNet stage: a dw+pw pair applied `layer_reuse` times in a loop.
+
+    Args:
+        filters: Channels of the stage (input and output; the residual adds
+            them).
+        layer_reuse: Number of iterations N.
+        groups: Groups of the 1x1 convolution.
+        depth_multiplier: Of the 3x3 depthwise convolution.
+        momentum: BatchNorm momentum (Keras convention).
+        epsilon: BatchNorm epsilon.
+        fused: Use TensorFlow's fused ops on the TensorFlow backend (False
+            forces the generic `keras.ops` path; for tests).
+        recompute: Trade time for memory in TensorFlow training (with
+            `fused`): each iteration runs as
+            `keras_reuse.applications.lrunet.recompute.lean_iteration`, which keeps 2C
+            instead of about 8C activations per position for the backward
+            pass and recomputes the depthwise convolution and the first
+            BatchNorm there (LruNet-14: about 20% slower, a third of the
+            memory). Same results. Other backends train as without it.
+        unroll: Trace the body N times in Python instead of a
+            `fori_loop` (same weights and arithmetic). None (default):
+            unrolled for N = 1 except under JAX. On TensorFlow one
+            iteration costs less to trace than a loop and its gradient; under
+            JAX, XLA's CPU code for the convolutions is far faster inside a
+            loop body (LruNet-1, batch 32: 0.31 s a train step looped
+            against 31 s unrolled, first step 16 s against 45 s).
+        **kwargs: Base layer keyword arguments.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        layer_reuse: int,
+        groups: int = 8,
+        depth_multiplier: int = 2,
+        momentum: float = 0.9,
+        epsilon: float = 1e-5,
+        fused: bool = True,
+        recompute: bool = False,
+        unroll: bool | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.layer_reuse = layer_reuse
+        self.groups = groups
+        self.depth_multiplier = depth_multiplier
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.fused = fused
+        if not isinstance(recompute, bool):
+            raise ValueError(
+                f"`recompute` must be True or False. Received: recompute={recompute!r}"
+            )
+        self.recompute = recompute
+        self.unroll = unroll
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels != self.filters:
+            raise ValueError(
+                f"Layer '{self.name}': the residual needs input channels == filters="
+                f"{self.filters}. Received input_shape={input_shape}"
+            )
+        n = self.layer_reuse
+        mid = channels * self.depth_multiplier
+        init = conv_kernel_initializer()
+        self.depthwise_kernel = self.add_weight(
+            name="depthwise_kernel", shape=(3, 3, channels, self.depth_multiplier), initializer=init
+        )
+        self.pointwise_kernel = self.add_weight(
+            name="pointwise_kernel",
+            shape=(self.groups, mid // self.groups, self.filters // self.groups),
+            initializer=init,
+        )
+        for prefix, width in (("dw_bn", mid), ("pw_bn", self.filters)):
+            for weight, initializer in zip(
+                BN_WEIGHTS, ("ones", "zeros", "zeros", "ones"), strict=True
+            ):
+                setattr(
+                    self,
+                    f"{prefix}_{weight}",
+                    self.add_weight(
+                        name=f"{prefix}_{weight}",
+                        shape=(n, width),
+                        initializer=initializer,
+                        trainable=not weight.startswith("moving"),
+                        autocast=False,
+                    ),
+                )
+        self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: channels})
+
+    def traces_unrolled(self) -> bool:
+        """Whether `call` traces the N iterations without a loop (see `unroll`)."""
+        if self.unroll is not None:
+            return self.unroll
+        return self.layer_reuse == 1 and keras.backend.backend() != "jax"
+
+    def _tf_fused(self) -> bool:
+        return self.fused and keras.backend.backend() == "tensorflow"
+
+    def call(self, inputs, training=None):
+        training = bool(training) and self.trainable
+        outputs, stats = self.run_iterations(inputs, training)
+        if training:
+            m = self.momentum
+            for prefix, (mean, variance) in stats.items():
+                moving_mean = getattr(self, f"{prefix}_moving_mean")
+                moving_variance = getattr(self, f"{prefix}_moving_variance")
+                moving_mean.assign(moving_mean * m + mean * (1.0 - m))
+                moving_variance.assign(moving_variance * m + variance * (1.0 - m))
+        return outputs
+
+    def run_iterations(self, inputs, training: bool):
+        """The stage's N iterations, without updating the moving statistics.
+
+        Args:
+            inputs: The stage's input, `(batch, H, W, filters)`.
+            training: Normalize with each iteration's batch statistics
+                (True) or with the moving statistics (False).
+
+        Returns:
+            `(outputs, stats)`: in training, `stats` maps "dw_bn" and
+            "pw_bn" to `(mean, variance)`, each `(N, channels)` float32:
+            row i-1 is iteration i's batch mean and biased variance (what
+            `call` folds into the moving statistics, and what precise
+            BatchNorm, `keras_reuse.training.callbacks`, averages); `{}` otherwise.
+        """
+        n = self.layer_reuse
+        dtype = self.compute_dtype
+        dw_kernel = ops.cast(self.depthwise_kernel, dtype)
+        pw_kernel = ops.cast(self.pointwise_kernel, dtype)
+        bn = {
+            f"{p}_{w}": ops.convert_to_tensor(getattr(self, f"{p}_{w}"), "float32")
+            for p in ("dw_bn", "pw_bn")
+            for w in BN_WEIGHTS
+        }
+        train_bn = fused_batch_norm_train if self._tf_fused() else _batch_norm_train_generic
+        eps = self.epsilon
+        fused = self._tf_fused()
+
+        def row(stack, i):
+            # A dynamic slice, not a gather: its gradient is a dense pad, where a
+            # gather's is IndexedSlices that the TF while loop accumulates.
+            if isinstance(i, int):
+                return stack[i]
+            return ops.reshape(ops.slice(stack, (i, 0), (1, stack.shape[1])), (stack.shape[1],))
+
+        def accumulate(stats, i, mean, variance):
+            hot = ops.expand_dims(ops.one_hot(i, n, dtype="float32"), -1)
+            return stats[0] + hot * mean, stats[1] + hot * variance
+
+        def norm(x, prefix, i, stats):
+            gamma = row(bn[f"{prefix}_gamma"], i)
+            beta = row(bn[f"{prefix}_beta"], i)
+            if training:
+                y, mean, variance = train_bn(x, gamma, beta, eps)
+                stats = accumulate(stats, i, mean, variance)
+            else:
+                mean = row(bn[f"{prefix}_moving_mean"], i)
+                variance = row(bn[f"{prefix}_moving_variance"], i)
+                y = ops.batch_normalization(
+                    ops.cast(x, "float32"),
+                    mean,
+                    variance,
+                    axis=-1,
+                    offset=beta,
+                    scale=gamma,
+                    epsilon=eps,
+                )
+            return ops.cast(y, dtype), stats
+
+        lean = training and fused and self.recompute
+        repeat = lean and onednn_cpu()
+
+        def body(i, carry):
+            # `p` is the previous iteration's ReLU output; the shuffle between
+            # iterations opens the body (the stage input is unshuffled once
+            # before the loop), so the lean iteration's input is the tensor
+            # the previous iteration keeps for its ReLU gradient anyway.
+            p, dw_stats, pw_stats = carry
+            if lean:
+                out, mean1, var1, mean2, var2 = lean_iteration(
+                    p,
+                    dw_kernel,
+                    pw_kernel,
+                    row(bn["dw_bn_gamma"], i),
+                    row(bn["dw_bn_beta"], i),
+                    row(bn["pw_bn_gamma"], i),
+                    row(bn["pw_bn_beta"], i),
+                    eps,
+                    repeat,
+                )
+                dw_stats = accumulate(dw_stats, i, mean1, var1)
+                pw_stats = accumulate(pw_stats, i, mean2, var2)
+                return out, dw_stats, pw_stats
+            x = half_swap_shuffle(p)
+            h = depthwise_conv(x, dw_kernel, fast=fused)
+            h, dw_stats = norm(h, "dw_bn", i, dw_stats)
+            h = grouped_pointwise(h, pw_kernel, training, fused)
+            h, pw_stats = norm(h, "pw_bn", i, pw_stats)
+            return ops.relu(h + x), dw_stats, pw_stats
+
+        mid = self.filters * self.depth_multiplier
+        if training:
+            zeros = lambda c: ops.zeros((n, c), "float32")  # noqa: E731
+            dw_stats = (zeros(mid), zeros(mid))
+            pw_stats = (zeros(self.filters), zeros(self.filters))
+        else:
+            dw_stats = pw_stats = ()
+        carry = (inverse_half_swap_shuffle(ops.cast(inputs, dtype)), dw_stats, pw_stats)
+        if self.traces_unrolled():
+            # The same body traced N times (no while loop): for small N,
+            # where a loop and its gradient cost more to trace than N copies.
+            for i in range(n):
+                carry = body(i, carry)
+        elif keras.backend.backend() == "tensorflow":
+            # Optional: TensorFlow, imported on its backend's path only.
+            import tensorflow as tf
+
+            # `ops.fori_loop` without `maximum_iterations`: XLA (jit_compile)
+            # then cannot size the gradient's accumulators.
+            _, carry = tf.while_loop(
+                lambda i, _: i < n,
+                lambda i, c: (i + 1, body(i, c)),
+                (tf.constant(0), carry),
+                maximum_iterations=n,
+            )
+        else:
+            carry = ops.fori_loop(0, n, body, carry)
+        outputs, dw_stats, pw_stats = carry
+        stats = {"dw_bn": dw_stats, "pw_bn": pw_stats} if training else {}
+        return outputs, stats
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def reuse_rows(self, output_shape) -> list:
+        """This stage's rows for `keras_reuse.reuse_summary`, as if unrolled.
+
+        The kernels as `stage{k}_dw` / `stage{k}_pw` called N times (MACs
+        summed over the N calls), and one row per iteration's BatchNorm,
+        `stage{k}_reuse{i}_dw_bn` / `_pw_bn`: the rows and totals of the
+        unrolled LruNet with the same configuration.
+
+        Args:
+            output_shape: The stage's output shape `(batch, H, W, C)`; MACs
+                are 0 if H or W is unknown.
+
+        Returns:
+            A list of `keras_reuse.reuse.summary.LayerReuse`.
+        """
+
+        n, k = self.layer_reuse, self.name
+        mid = self.filters * self.depth_multiplier
+        spatial = output_shape[1:-1] if output_shape is not None else (None,)
+        positions = 0 if None in spatial else spatial[0] * spatial[1]
+        kernels = [
+            LayerReuse(f"{k}_dw", "LruStage", n, 9 * mid, n * positions * mid * 9),
+            LayerReuse(
+                f"{k}_pw",
+                "LruStage",
+                n,
+                mid * self.filters // self.groups,
+                n * positions * self.filters * mid // self.groups,
+            ),
+        ]
+        norms = [
+            LayerReuse(f"{k}_reuse{i}_{kind}", "LruStage", 1, 2 * width, 0)
+            for i in range(1, n + 1)
+            for kind, width in (("dw_bn", mid), ("pw_bn", self.filters))
+        ]
+        return kernels[:1] + norms[:1] + kernels[1:] + norms[1:]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "layer_reuse": self.layer_reuse,
+                "groups": self.groups,
+                "depth_multiplier": self.depth_multiplier,
+                "momentum": self.momentum,
+                "epsilon": self.epsilon,
+                "fused": self.fused,
+                "recompute": self.recompute,
+                "unroll": self.unroll,
+            }
+        )
+        return config

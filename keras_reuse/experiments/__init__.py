@@ -1,0 +1,1 @@
+"""Experiments over many runs: the layer-reuse study (`study`) and hyperparameter search."""

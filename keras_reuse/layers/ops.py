@@ -1,0 +1,405 @@
+"""Backend ops behind the reuse layers: a generic `keras.ops` form each, TensorFlow's fast paths.
+
+What runs where, on purpose. Every layer has one generic implementation in
+`keras.ops`, which is what the JAX and PyTorch backends run, on any device.
+On the TensorFlow backend three fast paths replace parts of it, each behind a
+`keras.backend.backend() == "tensorflow"` check and tested against the
+generic code (tests/test_layers.py, forward and gradient; with oneDNN on
+too, by tests/test_onednn_paths.py):
+
+* `GroupedPointwiseConv` inference: one grouped `tf.nn.conv2d`, faster than
+  the per-group matmuls on CPU, with its gradient written out (TensorFlow's
+  own CPU kernels have none where oneDNN is off), so an inference-mode call
+  can still be differentiated. Training: the same grouped `conv2d`, with
+  TensorFlow's gradient, where oneDNN runs it (float32, at most 32 input
+  channels per group: there it trains faster than the matmuls); the
+  matmuls otherwise, as on the other backends.
+* `FusedBatchNormalization` training: TensorFlow's `FusedBatchNormV3`, one
+  op forward and one backward, instead of Keras's separate moments and
+  multiply-add.
+* `DepthwiseConv2D` with a depth multiplier above 1, where TensorFlow runs
+  its CPU kernels through oneDNN (its default on x86 CPUs with AVX-512 VNNI,
+  bfloat16 or AMX, and
+  under the `keras-reuse` command on any x86-64): the same convolution
+  as a multiplier-1 depthwise convolution of the channel-repeated input.
+  oneDNN's multiplier-2 kernels for the forward pass and the input
+  gradient run 2-3x slower than its multiplier-1 kernels on the same output
+  (docs, "Performance").
+
+The choices were measured on CPU (docs, "Performance"). On a GPU the same
+code runs (cuDNN serves the grouped conv2d and the fused BatchNorm), and
+Keras's default `jit_compile="auto"` compiles TensorFlow and JAX training
+steps with XLA; whether the native grouped convolution is faster there than
+the matmuls is not measured here: `python -m benchmarks.gpu` does it.
+`ChannelShuffle` is reshapes and a transpose on every backend.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import keras
+import numpy as np
+from keras import ops
+
+# The package name under which the layers register for `.keras` files.
+PACKAGE = "keras_reuse"
+
+
+def conv_kernel_initializer() -> keras.initializers.Initializer:
+    # The LruNet authors initialise convolutions with PyTorch's
+    # kaiming_normal_(mode="fan_out"); this is the Keras equivalent.
+    return keras.initializers.VarianceScaling(
+        scale=2.0, mode="fan_out", distribution="untruncated_normal"
+    )
+
+
+# Input channels per group up to which oneDNN's grouped convolution trains
+# faster than the per-group matmuls. Measured (forward and both gradients,
+# 2-core AVX2 AMD EPYC, oneDNN on, 8 groups, batches of 16-512 at 4x4 to
+# 16x16): 16 and 32 channels per group took 0.62-0.97x the matmuls' time
+# (LruNet's stages 1 and 2), 64 and 128 took 1.05-1.56x (stages 3 and 4).
+# Not measured on CPUs where TensorFlow turns oneDNN on itself (AVX-512
+# VNNI, bfloat16 or AMX).
+_ONEDNN_GROUPED_MAX_CIN = 32
+
+
+def trains_grouped_conv2d(x, cin_g: int) -> bool:
+    """Whether TensorFlow trains this grouped 1x1 convolution as oneDNN's grouped conv2d.
+
+    Only where its gradient is oneDNN's: TensorFlow's own CPU kernels have
+    none ("not supported on CPU"), and x86-64 is where oneDNN's was tested.
+    An explicit `jit_compile=True` on a CPU hands the convolution to XLA,
+    which this check cannot see (Keras's default does not compile on a
+    machine without a GPU). There the grouped form is the slower one:
+    LruNet-1 at batch 128 trained at 50 images/s against the matmuls' 60
+    (AVX2 EPYC, oneDNN on, a scratch A/B), both far below the 1,190 images/s
+    without XLA (README, "Backends and devices").
+    """
+    return (
+        cin_g <= _ONEDNN_GROUPED_MAX_CIN
+        and keras.backend.standardize_dtype(x.dtype) == "float32"
+        and platform.machine().lower() in ("x86_64", "amd64")
+        and onednn_cpu()
+    )
+
+
+def grouped_pointwise(x, kernel, training=False, fast: bool = True):
+    """A grouped 1x1 convolution without bias, `GroupedPointwiseConv`'s arithmetic.
+
+    Output channel `g * cout_g + o` is `sum_i x[..., g * cin_g + i] *
+    kernel[g, i, o]`. Used by `GroupedPointwiseConv` and by the looped LruNet
+    stage (`keras_reuse.applications.lrunet.stage`).
+
+    Args:
+        x: Activations `(..., groups * cin_g)`.
+        kernel: The kernel's value, `(groups, cin_g, cout_g)`.
+        training: Whether this is a training call (TensorFlow's inference
+            path differs; see `GroupedPointwiseConv`).
+        fast: Allow the TensorFlow fast paths (False: the generic path, for
+            tests).
+
+    Returns:
+        `(..., groups * cout_g)` activations.
+    """
+    groups, cin_g, cout_g = kernel.shape
+    filters = groups * cout_g
+    if fast and groups > 1 and len(x.shape) == 4 and keras.backend.backend() == "tensorflow":
+        if not training:
+            # Inference on TensorFlow: its native grouped Conv2D runs the
+            # forward pass in one op, faster than the per-group matmuls.
+            return grouped_conv2d(x, kernel)
+        if trains_grouped_conv2d(x, cin_g):
+            # Training where oneDNN serves the grouped convolution and both
+            # its gradients, at the narrow groups where it is faster.
+            # Optional: TensorFlow, imported on its backend's path only.
+            import tensorflow as tf
+
+            filters = grouped_filter(tf.cast(kernel, x.dtype))
+            return tf.nn.conv2d(x, filters, strides=1, padding="VALID")
+    shape = ops.shape(x)
+    flat = ops.reshape(x, (-1, x.shape[-1]))
+    # One 2D matmul per group on channel slices. Measured on a 2-core AVX2
+    # CPU (training step, LruNet shapes) it is 1.5-3x faster than the einsum
+    # "ngi,gio->ngo", whose lowering transposes activations into a
+    # batch-major layout and back, forward and backward.
+    if groups == 1:
+        y = ops.matmul(flat, kernel[0])
+    else:
+        slices = ops.split(flat, groups, axis=-1)
+        kernels = ops.unstack(kernel, num=groups, axis=0)
+        y = ops.concatenate(
+            [ops.matmul(a, k) for a, k in zip(slices, kernels, strict=True)], axis=-1
+        )
+    return ops.reshape(y, (*shape[:-1], filters))
+
+
+def grouped_filter(kernel):
+    """A `(groups, cin_g, cout_g)` kernel as a grouped `conv2d` filter `(1, 1, cin_g, filters)`.
+
+    Output channel `g * cout_g + o` reads `kernel[g, :, o]`.
+    """
+    # Optional: TensorFlow, imported on its backend's path only.
+    import tensorflow as tf
+
+    groups, rows, cols = kernel.shape
+    return tf.reshape(tf.transpose(kernel, (1, 0, 2)), (1, 1, rows, groups * cols))
+
+
+def grouped_conv2d(x, kernel):
+    """`grouped_pointwise` as one grouped TensorFlow `conv2d`, with a CPU gradient.
+
+    TensorFlow's own CPU kernels have no gradient for a grouped conv2d
+    (where oneDNN is off: "Gradients for grouped convolutions are not
+    supported on CPU"), and a user may differentiate an inference-mode call
+    (saliency maps, a gradient tape around `model(x)`). The gradient is
+    written out: the input's is the grouped conv2d of the upstream gradient
+    with each group's kernel transposed, the kernel's one matmul per group.
+    """
+    # Optional: TensorFlow, imported on its backend's path only.
+    import tensorflow as tf
+
+    groups, cin_g, cout_g = kernel.shape
+
+    @tf.custom_gradient
+    def conv(x, kernel):
+        def grad(dy):
+            dx = tf.nn.conv2d(dy, grouped_filter(tf.transpose(kernel, (0, 2, 1))), 1, "VALID")
+            xs = tf.split(tf.reshape(x, (-1, groups * cin_g)), groups, axis=-1)
+            dys = tf.split(tf.reshape(dy, (-1, groups * cout_g)), groups, axis=-1)
+            dk = tf.stack([tf.matmul(a, b, transpose_a=True) for a, b in zip(xs, dys, strict=True)])
+            return dx, dk
+
+        return tf.nn.conv2d(x, grouped_filter(kernel), strides=1, padding="VALID"), grad
+
+    return conv(x, tf.cast(kernel, x.dtype))
+
+
+def onednn_cpu() -> bool:
+    """Whether TensorFlow runs CPU convolutions through oneDNN, with no GPU to run them."""
+    # Optional: TensorFlow, imported on its backend's path only.
+    import tensorflow as tf
+
+    try:
+        # Optional: TensorFlow, on its backend's path only (no public query of oneDNN).
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # a TensorFlow without it: keep the stock op
+        return False
+    return bool(_pywrap_util_port.IsMklEnabled()) and not tf.config.list_physical_devices("GPU")
+
+
+def repeat_channels(x, times: int):
+    """Channel `c` of NHWC `x` as channels `c * times .. c * times + times - 1` (TensorFlow).
+
+    Tiled, then transposed: `[x, x]` along the channels is `times` block
+    copies, and one transpose interleaves them. A stack on a new last axis
+    (the same result) copies one element at a time on CPU: measured with
+    forward and gradient at LruNet-14's stage shapes, batch 128, oneDNN on,
+    it took 1.3-1.6x as long (`Pack` was 31% of LruNet-14's training op
+    time). Reshapes are to static shapes where known: XLA needs them.
+    """
+    # Optional: TensorFlow, imported on its backend's path only.
+    import tensorflow as tf
+
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    if None in (height, width):
+        height, width = tf.shape(x)[1], tf.shape(x)[2]
+    tiled = tf.reshape(tf.concat([x] * times, axis=-1), (-1, height, width, times, channels))
+    return tf.reshape(tf.transpose(tiled, (0, 1, 2, 4, 3)), (-1, height, width, channels * times))
+
+
+def multiplier_one_form(x, kernel):
+    """`(x, kernel)` of a depthwise convolution as its multiplier-1 form (TensorFlow).
+
+    The depthwise convolution of the returned pair is that of the given
+    pair: input channel `c`, repeated as channels `c * M + m`, meets
+    `kernel[:, :, c, m]`.
+    """
+    # Optional: TensorFlow, imported on its backend's path only.
+    import tensorflow as tf
+
+    kh, kw, channels, multiplier = kernel.shape
+    return (
+        repeat_channels(x, multiplier),
+        tf.reshape(kernel, (kh, kw, channels * multiplier, 1)),
+    )
+
+
+def depthwise_conv(x, kernel, strides=1, padding: str = "same", dilation_rate=1, fast: bool = True):
+    """A channels-last 2D depthwise convolution without bias, as `keras.ops.depthwise_conv`.
+
+    Output channel `c * M + m` (M the depth multiplier) is input channel `c`
+    convolved with `kernel[:, :, c, m]`. Used by `DepthwiseConv2D` and by the
+    looped LruNet stage (`keras_reuse.applications.lrunet.stage`).
+
+    On TensorFlow's CPU with oneDNN (on by default on x86 CPUs with AVX-512
+    VNNI, bfloat16 or AMX;
+    the `keras-reuse` command turns it on on others) and M > 1,
+    the input's channels are repeated M times and convolved with multiplier
+    1: the same products and sums, in the kernel layout oneDNN serves fast.
+    Measured on this project's 2-core AMD EPYC at LruNet-14's shapes (batch
+    128, M = 2; `python -m benchmarks.depthwise`): forward plus both
+    gradients 1.4-3.1x faster per stage than the stock op (two runs).
+
+    Args:
+        x: Activations `(N, H, W, C)`.
+        kernel: `(kh, kw, C, M)`.
+        strides, padding, dilation_rate: As `keras.ops.depthwise_conv`.
+        fast: Allow the oneDNN form (False: the stock op, for tests).
+
+    Returns:
+        `(N, H', W', C * M)` activations.
+    """
+    multiplier = kernel.shape[-1]
+    if (
+        fast
+        and multiplier > 1
+        and len(x.shape) == 4
+        and keras.backend.backend() == "tensorflow"
+        and onednn_cpu()
+    ):
+        x, kernel = multiplier_one_form(x, kernel)
+    return ops.depthwise_conv(
+        x, kernel, strides=strides, padding=padding, dilation_rate=dilation_rate
+    )
+
+
+def fused_batch_norm_train(x, gamma, beta, epsilon: float):
+    """Training-mode BatchNorm as one TensorFlow `FusedBatchNormV3` (NHWC).
+
+    Args:
+        x: Activations `(N, H, W, C)`, float16, bfloat16 or float32 (others
+            are cast to float32). The op reads float16/bfloat16 and
+            accumulates in float32, as Keras's upcast does, without
+            materializing a float32 copy.
+        gamma, beta: `(C,)` float32.
+        epsilon: Variance epsilon.
+
+    Returns:
+        `(y, mean, variance)`: `y` in `x`'s dtype, the batch mean and the
+        biased batch variance (what Keras's moving variance averages), float32.
+    """
+    # Optional: TensorFlow, imported on its backend's path only.
+    import tensorflow as tf
+
+    if x.dtype not in (tf.float32, tf.bfloat16, tf.float16):
+        x = tf.cast(x, tf.float32)
+    y, mean, variance, _, _, _ = fused_batch_norm_op(x, gamma, beta, epsilon)
+    return y, mean, biased_variance(variance, x)
+
+
+def fused_batch_norm_op(x, gamma, beta, epsilon: float):
+    """TensorFlow's training-mode `FusedBatchNormV3` on NHWC `x`, all six outputs.
+
+    Returns:
+        `(y, batch_mean, batch_variance (Bessel-corrected), reserve_space_1,
+        reserve_space_2, reserve_space_3)`; the reserve spaces are what
+        `FusedBatchNormGradV3` takes.
+    """
+    # Optional: TensorFlow, imported on its backend's path only.
+    import tensorflow as tf
+
+    empty = tf.constant([], tf.float32)
+    return tf.raw_ops.FusedBatchNormV3(
+        x=x,
+        scale=gamma,
+        offset=beta,
+        mean=empty,
+        variance=empty,
+        epsilon=epsilon,
+        exponential_avg_factor=1.0,
+        data_format="NHWC",
+        is_training=True,
+    )
+
+
+def biased_variance(variance, x):
+    """`FusedBatchNormV3`'s Bessel-corrected batch variance of `x`, made biased.
+
+    Args:
+        variance: `(C,)` float32, the op's `batch_variance` output.
+        x: The op's input `(N, H, W, C)`.
+
+    Returns:
+        The biased variance (what Keras's moving variance averages).
+    """
+    # Optional: TensorFlow, imported on its backend's path only.
+    import tensorflow as tf
+
+    # A Python number when the shape is static: four ops fewer per call in
+    # the traced step (LruNet-14 has 113 BatchNorm calls).
+    static = x.shape[:-1].num_elements()
+    if static is not None:
+        return variance * ((static - 1.0) / max(static, 1.0))
+    count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+    return variance * ((count - 1.0) / tf.maximum(count, 1.0))
+
+
+def channel_shuffle_permutation(
+    channels: int, groups: int = 2, swap_halves: bool = False
+) -> np.ndarray:
+    """Source channel index for every output channel of a channel shuffle.
+
+    Args:
+        channels: Number of channels; divisible by `groups` (and by 2 when
+            `swap_halves`).
+        groups: ShuffleNet groups: channels are viewed as `(groups,
+            channels / groups)`, transposed and flattened.
+        swap_halves: Exchange the two channel halves before shuffling, as the
+            LruNet authors do.
+
+    Returns:
+        An int array `perm` with `output[..., k] = input[..., perm[k]]`.
+    """
+    source = np.arange(channels)
+    if swap_halves:
+        source = np.roll(source, -(channels // 2))
+    return source.reshape(groups, channels // groups).T.reshape(-1)
+
+
+def channel_shuffle(x, groups: int = 2, swap_halves: bool = False):
+    """The ShuffleNet channel shuffle of `x`'s last axis, `ChannelShuffle`'s arithmetic.
+
+    Output channel `k` is input channel `channel_shuffle_permutation(C,
+    groups, swap_halves)[k]`, computed as a reshape to `(..., groups, C /
+    groups)`, a transpose of the last two axes and a reshape back (after the
+    two halves are exchanged, as a split and a concatenation, when
+    `swap_halves`). Every op is one vectorised copy: a stack on a new last axis
+    (the same permutation) copies one element at a time on TensorFlow's CPU,
+    and measured with its gradient at LruNet-14's stage shapes (batch 128,
+    oneDNN on) it took 1.2-1.7x as long; in a .tflite file its PACK is an
+    op XNNPACK does not take (README, "Export").
+
+    Args:
+        x: A tensor of rank >= 2, channels last; `C` divisible by `groups`
+            (and by 2 with `swap_halves`).
+        groups: Shuffle groups.
+        swap_halves: Exchange the two channel halves first (LruNet).
+
+    Returns:
+        The permuted tensor, `x`'s shape.
+    """
+    channels = x.shape[-1]
+    if swap_halves:
+        low, high = ops.split(x, 2, axis=-1)
+        x = ops.concatenate([high, low], axis=-1)
+    # Static shapes where they are known: a dynamic one costs a SHAPE op per
+    # call in the .tflite and in every graph.
+    shape = x.shape[1:]
+    lead = tuple(ops.shape(x)[:-1]) if None in shape else (-1, *shape[:-1])
+    x = ops.reshape(x, (*lead, groups, channels // groups))
+    return ops.reshape(ops.swapaxes(x, -1, -2), (*lead, channels))
+
+
+def half_swap_shuffle(x):
+    """`ChannelShuffle(2, swap_halves=True)`: out[2j] = x[C/2+j], out[2j+1] = x[j]."""
+    return channel_shuffle(x, 2, swap_halves=True)
+
+
+def inverse_half_swap_shuffle(x):
+    """The inverse permutation of `half_swap_shuffle`."""
+    # A shuffle of g groups is undone by one of C/g groups; then the halves
+    # go back.
+    x = channel_shuffle(x, x.shape[-1] // 2)
+    low, high = ops.split(x, 2, axis=-1)
+    return ops.concatenate([high, low], axis=-1)

@@ -1,0 +1,117 @@
+"""TensorFlow's start-up settings, applied when the package is imported before TensorFlow.
+
+TensorFlow reads these variables once, when it starts. Importing
+`keras_reuse` (or any of its modules) sets them where TensorFlow has not
+started yet, so `model.fit` in a user's script runs as fast as the
+`keras-reuse` command. Each is a default: a variable the user has set is
+left alone.
+
+- `TF_CPP_MIN_LOG_LEVEL=2`: TensorFlow's INFO and WARNING lines would bury
+  the progress bar.
+- `TF_ENABLE_ONEDNN_OPTS=1` on x86-64: TensorFlow leaves oneDNN off on x86
+  CPUs without AVX-512 VNNI, bfloat16 or AMX (an AVX2-only AMD EPYC, for
+  one), and there our models train much faster with it on (docs,
+  "Performance"). On the CPUs where it is TensorFlow's default this changes
+  nothing.
+
+Where TensorFlow had started with oneDNN off before the package was
+imported, the first model built logs one warning (`warn_if_onednn_off`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import platform
+import sys
+from collections.abc import MutableMapping
+
+_X86_64 = ("x86_64", "amd64")
+ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
+# benchmarks/results/import_order: LruNet-14 and ShaResNet-164 training, this
+# package imported first against `import keras` first, on an AVX2 EPYC.
+ONEDNN_SPEEDUP = "1.5-2x"
+
+
+def start_up_defaults(machine: str | None = None) -> dict[str, str]:
+    """The TensorFlow variables the package sets unless the user has.
+
+    Args:
+        machine: `platform.machine()` of the computer (that of this one if None).
+
+    Returns:
+        Variable name -> value.
+    """
+    machine = platform.machine() if machine is None else machine
+    defaults = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    if machine.lower() in _X86_64:
+        defaults[ONEDNN_VARIABLE] = "1"
+    return defaults
+
+
+def set_start_up_environment(
+    environ: MutableMapping[str, str] | None = None, machine: str | None = None
+) -> dict[str, str]:
+    """Sets `start_up_defaults()` in `environ` where a variable is unset.
+
+    Args:
+        environ: The environment to change (`os.environ` if None).
+        machine: As `start_up_defaults`.
+
+    Returns:
+        The variables it set (those the user had set are left out).
+    """
+    environ = os.environ if environ is None else environ
+    added = {k: v for k, v in start_up_defaults(machine).items() if k not in environ}
+    environ.update(added)
+    return added
+
+
+def apply_before_tensorflow() -> dict[str, str]:
+    """Sets the start-up defaults if TensorFlow has not started in this process.
+
+    Returns:
+        The variables it set; empty where TensorFlow had started already.
+    """
+    if "tensorflow" in sys.modules:
+        return {}
+    return set_start_up_environment()
+
+
+def onednn_off_message() -> str:
+    """The warning for a process whose TensorFlow started with oneDNN off."""
+    return (
+        f"TensorFlow started with oneDNN off on this x86-64 CPU, before keras_reuse was "
+        f"imported: our models train {ONEDNN_SPEEDUP} faster with it on. Set "
+        f"{ONEDNN_VARIABLE}=1 in the environment, or import keras_reuse before keras "
+        "and tensorflow."
+    )
+
+
+@functools.cache
+def warn_if_onednn_off() -> bool:
+    """Logs `onednn_off_message()` once per process where it applies.
+
+    It applies on the TensorFlow backend, on an x86-64 CPU, when TensorFlow
+    runs with oneDNN off and the user has not set `TF_ENABLE_ONEDNN_OPTS=0`.
+
+    Returns:
+        Whether it warned.
+    """
+    if "tensorflow" not in sys.modules or platform.machine().lower() not in _X86_64:
+        return False
+    if os.environ.get(ONEDNN_VARIABLE) == "0":  # the user's choice
+        return False
+    # Lazy: only where TensorFlow has started; the package import starts nothing.
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return False
+    # Lazy: TensorFlow has started here; its oneDNN state has no public query.
+    from tensorflow.python.util import _pywrap_util_port
+
+    if _pywrap_util_port.IsMklEnabled():
+        return False
+    logging.getLogger("keras_reuse").warning(onednn_off_message())
+    return True

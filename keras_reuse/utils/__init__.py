@@ -1,0 +1,1 @@
+"""Small helpers every part of the package uses: atomic writes, argument checks, backend checks."""
