@@ -67,7 +67,8 @@ CSV_NAME = "faithful.csv"
 PLOT_NAME = "faithful.png"
 VERDICT_NAME = "faithful_verdict.json"
 # The study's per-epoch columns, one row per framework.
-COLUMNS = ("framework", *EPOCH_COLUMNS)
+# The study's per-epoch columns but its arm: both sides train shared LruNets.
+COLUMNS = ("framework", *(c for c in EPOCH_COLUMNS if c != "shared"))
 TOLERANCE_POINTS = 0.5
 
 

@@ -19,7 +19,7 @@ import sys
 import keras
 import numpy as np
 
-from keras_reuse.applications import lrunet
+from keras_reuse.applications.lrunet import model as lrunet
 from keras_reuse.applications.lrunet.model import LruNet, convert_reuse_weights
 
 INPUT_SHAPE = (28, 28, 3)

@@ -97,7 +97,14 @@ def test_distributed_strategies_name_the_backend_and_the_alternative(messages):
 def test_cli_train_with_a_strategy_under_jax_is_a_one_line_error(tmp_path):
     out = tmp_path / "run"
     done = subprocess.run(
-        [sys.executable, "-m", "keras_reuse.train", "--strategy=mirrored", f"--output_dir={out}"],
+        [
+            sys.executable,
+            "-m",
+            "keras_reuse",
+            "train",
+            "--strategy=mirrored",
+            f"--output_dir={out}",
+        ],
         cwd=ROOT,
         env=_env(),
         capture_output=True,

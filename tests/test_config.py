@@ -9,7 +9,7 @@ import pytest
 from test_recipes import parse  # the train command's generated flags, parsed
 
 from keras_reuse import training
-from keras_reuse.applications import _registry
+from keras_reuse.applications import registry as _registry
 from keras_reuse.training import config as spec
 
 # A constructor of the registry's kind with one keyword no other model has.

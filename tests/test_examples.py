@@ -1,6 +1,5 @@
 """Every script in examples/ runs with tiny settings on the real data and does what it says."""
 
-import json
 import os
 import subprocess
 import sys
@@ -32,7 +31,6 @@ def test_every_example_is_tested():
         "fit_lrunet.py",
         "share_resnet.py",
         "sharesnet_cifar.py",
-        "train.py",
         "tune_lrunet.py",
     }
     assert {f for f in os.listdir(EXAMPLES) if f.endswith(".py")} == tested
@@ -55,23 +53,6 @@ def test_fit_lrunet_trains_and_saves_the_model(tmp_path):
     model = keras.models.load_model(tmp_path / "lrunet.keras", compile=False)
     assert reuse_summary(model).calls["stage3_pw"] == 2
     assert model.input_shape == (None, 28, 28, 1)
-
-
-def test_train_script_is_the_training_cli(tmp_path):
-    run(
-        "train.py",
-        "--model=lrunet",
-        "--layer_reuse=1",
-        "--epochs=1",
-        "--steps_per_epoch=2",
-        "--batch_size=32",
-        "--max_train_examples=64",
-        "--max_eval_examples=64",
-        "--output_dir=run",
-        cwd=tmp_path,
-    )
-    with open(tmp_path / "run" / "results.json") as f:
-        assert json.load(f)["epochs_completed"] == 1
 
 
 def test_tune_lrunet_runs_a_keras_tuner_search(tmp_path):

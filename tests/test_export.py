@@ -20,7 +20,8 @@ from absl import flags
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from ai_edge_litert.tools import flatbuffer_utils
 
-from keras_reuse import LruNet, applications, cli, data, export
+from keras_reuse import LruNet, applications, cli, data
+from keras_reuse.export import litert as export
 from keras_reuse.export import rewrite as litert_rewrite
 from keras_reuse.export.litert import ExportReport, VerificationError, to_tflite
 
@@ -227,8 +228,9 @@ def test_the_depthwise_layer_exports_as_one_op_where_it_trains_in_another_form(
     # repeat (concatenation, transposes) and a multiplier-1 convolution;
     # the file gets Keras's op. Forced here: CI's TensorFlow leaves oneDNN off.
     from keras_reuse import layers as reuse_layers
+    from keras_reuse.layers import ops as reuse_ops
 
-    monkeypatch.setattr(reuse_layers, "onednn_cpu", lambda: True)
+    monkeypatch.setattr(reuse_ops, "onednn_cpu", lambda: True)
     inputs = keras.Input((6, 6, 4))
     layer = reuse_layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, use_bias=False)
     model = keras.Model(inputs, layer(inputs))

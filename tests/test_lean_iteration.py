@@ -167,7 +167,7 @@ def test_a_recomputing_stage_trains_as_the_autodiff_one(layer_reuse, unroll, pol
 def test_one_fit_step_gives_the_same_weights(jit_compile):
     # One stage and a head (cheap under XLA), Keras's whole train step.
     import keras_reuse
-    from keras_reuse.applications import lrunet
+    from keras_reuse.applications.lrunet import model as lrunet
 
     x, y = runner.batch(shape=runner.STAGE_INPUT_SHAPE)
     trained = []

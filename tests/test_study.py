@@ -55,7 +55,8 @@ def trainable_params(n):
 # backed up its first epoch.
 KILLED = (
     "import os, signal, sys\n"
-    "from keras_reuse import callbacks, cli\n"
+    "from keras_reuse import cli\n"
+    "from keras_reuse.training import callbacks\n"
     "begin = callbacks.ThroughputMonitor.on_epoch_begin\n"
     "calls = []\n"
     "def on_epoch_begin(self, epoch, logs=None):\n"

@@ -37,9 +37,9 @@ QUICK_FLAGS = [
 
 
 def cli(*args, env=None, **kwargs):
-    """Runs `python -m keras_reuse.train` (`keras-reuse train` with TensorFlow's own defaults)."""
+    """Runs `python -m keras_reuse train` (oneDNN as the suite sets it, tests/conftest.py)."""
     return subprocess.run(
-        [sys.executable, "-m", "keras_reuse.train", *args],
+        [sys.executable, "-m", "keras_reuse", "train", *args],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
@@ -176,7 +176,7 @@ def test_multi_worker_strategy_two_processes_agree_on_the_weights(tmp_path):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "keras_reuse.train", *flags],
+                [sys.executable, "-m", "keras_reuse", "train", *flags],
                 env={**os.environ, "TF_CONFIG": tf_config},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
