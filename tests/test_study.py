@@ -14,7 +14,7 @@ from matplotlib import image
 
 from keras_reuse import reuse_summary, training
 from keras_reuse.applications import LruNet
-from keras_reuse.experiments import study
+from keras_reuse.experiments import study, study_results
 
 TINY_FLAGS = [
     "--epochs=1",
@@ -240,9 +240,9 @@ def test_plots_and_csv_round_trip_of_given_rows(tmp_path):
     assert all(os.path.getsize(p) > 10_000 for p in paths.values())
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
     csv_path = tmp_path / "t.csv"
-    csv_path.write_text(study._csv_text(rows))
+    csv_path.write_text(study_results.csv_text(rows))
     assert study.read_csv(str(csv_path)) == rows
-    csv_path.write_text(study._csv_text(epoch_rows, study.EPOCH_COLUMNS))
+    csv_path.write_text(study_results.csv_text(epoch_rows, study.EPOCH_COLUMNS))
     assert study.read_csv(str(csv_path), study.EpochRow) == epoch_rows
     with pytest.raises(ValueError, match="at least one study row"):
         study.plot([], str(tmp_path))
