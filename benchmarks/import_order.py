@@ -19,6 +19,7 @@ on the same model (steady images/s, as `benchmarks.run`). Medians over
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import sys
@@ -231,7 +232,11 @@ def main(argv: list[str]) -> None:
     command = " ".join(["python -m benchmarks.import_order", *given])
     results = [r for row in rows for rs in row["rounds"].values() for r in rs]
     versions = sorted({r["version"] for r in results if "version" in r})
-    machine = f"{measure.machine()}, {', '.join(versions) or 'unknown versions'}"
+    machine = (
+        f"{measure.machine()} [{' '.join(measure.cpu_flags())}], "
+        f"{', '.join(versions) or 'unknown versions'}, "
+        f"{datetime.date.today().isoformat()}"
+    )
     payload = {"command": command, "machine": machine, "models": rows}
     table = markdown(rows, command, machine, settings["batch_size"])
     measure.write_results(FLAGS.output_dir, "import_order", payload, table)

@@ -74,14 +74,11 @@ def _register() -> None:
 
 
 def __getattr__(name: str) -> Any:
-    if name in _MODULES:
-        _register()
-        value = importlib.import_module(_MODULES[name])
-    elif name in _NAMES:
-        _register()
-        value = getattr(importlib.import_module(_NAMES[name]), name)
-    else:
+    if name not in _NAMES and name not in _MODULES:
         raise AttributeError(f"module 'keras_reuse' has no attribute {name!r}")
+    _register()
+    module = importlib.import_module(_NAMES.get(name) or _MODULES[name])
+    value = module if name in _MODULES else getattr(module, name)
     globals()[name] = value
     return value
 

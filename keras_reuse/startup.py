@@ -8,11 +8,11 @@ left alone.
 
 - `TF_CPP_MIN_LOG_LEVEL=2`: TensorFlow's INFO and WARNING lines would bury
   the progress bar.
-- `TF_ENABLE_ONEDNN_OPTS=1` on x86-64: TensorFlow leaves oneDNN off on x86
-  CPUs without AVX-512 VNNI, bfloat16 or AMX (an AVX2-only AMD EPYC, for
-  one), and there our models train much faster with it on (docs,
-  "Performance"). On the CPUs where it is TensorFlow's default this changes
-  nothing.
+- `TF_ENABLE_ONEDNN_OPTS=1` on x86-64 CPUs where TensorFlow leaves oneDNN
+  off: those without AVX-512 VNNI, AVX-VNNI, AVX-512 bfloat16 or AMX (an
+  AVX2-only AMD EPYC, for one), where our models train much faster with it
+  on (docs, "Performance"). Where oneDNN is TensorFlow's own default the
+  variable is left unset.
 
 Where TensorFlow had started with oneDNN off before the package was
 imported, the first model built logs one warning (`warn_if_onednn_off`).
@@ -28,42 +28,64 @@ import sys
 from collections.abc import MutableMapping
 
 _X86_64 = ("x86_64", "amd64")
+# CPU flags (Linux /proc/cpuinfo names) with which TensorFlow turns oneDNN on
+# by itself.
+ONEDNN_BY_DEFAULT = ("avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
 # benchmarks/results/import_order: LruNet-14 and ShaResNet-164 training, this
 # package imported first against `import keras` first, on an AVX2 EPYC.
 ONEDNN_SPEEDUP = "1.5-2x"
 
 
-def start_up_defaults(machine: str | None = None) -> dict[str, str]:
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags as Linux lists them (empty where it does not)."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def start_up_defaults(
+    machine: str | None = None, flags: frozenset[str] | None = None
+) -> dict[str, str]:
     """The TensorFlow variables the package sets unless the user has.
 
     Args:
         machine: `platform.machine()` of the computer (that of this one if None).
+        flags: Its CPU flags (`cpu_flags()` of this one if None).
 
     Returns:
         Variable name -> value.
     """
     machine = platform.machine() if machine is None else machine
+    flags = cpu_flags() if flags is None else flags
     defaults = {"TF_CPP_MIN_LOG_LEVEL": "2"}
-    if machine.lower() in _X86_64:
+    if machine.lower() in _X86_64 and not flags.intersection(ONEDNN_BY_DEFAULT):
         defaults[ONEDNN_VARIABLE] = "1"
     return defaults
 
 
 def set_start_up_environment(
-    environ: MutableMapping[str, str] | None = None, machine: str | None = None
+    environ: MutableMapping[str, str] | None = None,
+    machine: str | None = None,
+    flags: frozenset[str] | None = None,
 ) -> dict[str, str]:
     """Sets `start_up_defaults()` in `environ` where a variable is unset.
 
     Args:
         environ: The environment to change (`os.environ` if None).
-        machine: As `start_up_defaults`.
+        machine, flags: As `start_up_defaults`.
 
     Returns:
         The variables it set (those the user had set are left out).
     """
     environ = os.environ if environ is None else environ
-    added = {k: v for k, v in start_up_defaults(machine).items() if k not in environ}
+    defaults = start_up_defaults(machine, flags)
+    added = {k: v for k, v in defaults.items() if k not in environ}
     environ.update(added)
     return added
 

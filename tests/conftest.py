@@ -10,10 +10,10 @@ import os
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 # Importing keras_reuse turns oneDNN on where TensorFlow leaves it off (an
-# x86-64 CPU without AVX-512 VNNI, bfloat16 or AMX, such as CI's). The suite
-# runs the generic paths, the same on every CPU: oneDNN off, here and in the
-# commands the tests start. tests/test_onednn_paths.py runs the layer tests
-# again with it on, and tests/test_startup.py checks the default itself.
+# x86-64 CPU without AVX-512 VNNI, bfloat16 or AMX). The suite runs the same
+# paths on every CPU: oneDNN off, here and in the commands the tests start.
+# tests/layers/test_onednn_paths.py runs the layer tests again with it on, and
+# tests/cli/test_startup.py checks the default itself.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 # The files that take longest, first: pytest-xdist (`--dist loadfile`, with

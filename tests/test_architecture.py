@@ -6,8 +6,9 @@ import ast
 import pathlib
 
 import pytest
+from locations import ROOT as ROOT_PATH
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = ROOT_PATH
 PACKAGE = ROOT / "keras_reuse"
 
 # Subpackage -> the subpackages it may import (docs/architecture.md).

@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from locations import ROOT as ROOT_PATH
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = ROOT_PATH
 
 # Runs under KERAS_BACKEND=jax; prints each entry point's error message.
 _SCRIPT = r"""

@@ -1,7 +1,7 @@
 """Every model and layer on the JAX and PyTorch Keras backends, against TensorFlow.
 
 Keras fixes its backend at import, so each backend runs in its own process
-(tests/backend_runner.py, one JSON line per step): TensorFlow builds LruNet-1,
+(tests/support/backend_runner.py, one JSON line per step): TensorFlow builds LruNet-1,
 LruNet-2, a Wide ShaResNet-10-1 and a model of GroupedPointwiseConv and
 ChannelShuffle with seeded weights and saves them; JAX and PyTorch rebuild
 each from its constructor, load those weights and must give the same
@@ -18,13 +18,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from locations import ROOT as ROOT_PATH
 
-ROOT = Path(__file__).resolve().parents[1]
-RUNNER = ROOT / "tests" / "backend_runner.py"
+ROOT = ROOT_PATH
+RUNNER = ROOT / "tests" / "support" / "backend_runner.py"
 BACKENDS = ("jax", "torch")
 CASES = ("lrunet1", "lrunet2", "wide_sharesnet10_1", "layers")
 TRAINED = ("lrunet1", "wide_sharesnet10_1", "layers")

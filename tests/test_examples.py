@@ -1,24 +1,26 @@
 """Every script in examples/ runs with tiny settings on the real data and does what it says."""
 
 import os
-import subprocess
 import sys
 
 import keras
+import processes
+from locations import ROOT as ROOT_PATH
 
 from keras_reuse.reuse.summary import reuse_summary
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(ROOT_PATH)
 EXAMPLES = os.path.join(ROOT, "examples")
 PRETRAINED = os.path.join(os.path.dirname(ROOT), "shared", "pretrained", "lrunet-pytorch")
 
 
 def run(script, *args, cwd):
-    proc = subprocess.run(
+    proc = processes.run(
         [sys.executable, os.path.join(EXAMPLES, script), *args],
         capture_output=True,
         text=True,
         cwd=cwd,
+        timeout=1800,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout

@@ -4,9 +4,10 @@ import os
 
 import nbformat
 import pytest
+from locations import ROOT as ROOT_PATH
 from nbclient import NotebookClient
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(ROOT_PATH)
 NOTEBOOK_DIR = os.path.join(ROOT, "notebooks")
 PRETRAINED = os.path.join(os.path.dirname(ROOT), "shared", "pretrained", "lrunet-pytorch")
 
@@ -14,7 +15,7 @@ PRETRAINED = os.path.join(os.path.dirname(ROOT), "shared", "pretrained", "lrunet
 # papermill does. Real data from TFDS_DATA_DIR (set by .ci/run).
 SMALL = {
     "01_quickstart.ipynb": dict(
-        LAYER_REUSE=1, EPOCHS=1, TRAIN_EXAMPLES=256, TEST_EXAMPLES=64, BATCH_SIZE=64
+        LAYER_REUSE=2, EPOCHS=1, TRAIN_EXAMPLES=256, TEST_EXAMPLES=64, BATCH_SIZE=64
     ),
     "02_layer_reuse_study.ipynb": dict(
         PARAM_REUSE=[1, 2],
@@ -25,8 +26,10 @@ SMALL = {
         TEST_EXAMPLES=64,
         BATCH_SIZE=32,
     ),
+    # N >= 2, so that the notebook's sharing check (file smaller than one
+    # kernel per call) runs.
     "03_tflite_export.ipynb": dict(
-        LAYER_REUSE=1,
+        LAYER_REUSE=2,
         EPOCHS=1,
         TRAIN_EXAMPLES=128,
         TEST_EXAMPLES=64,

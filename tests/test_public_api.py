@@ -9,11 +9,12 @@ import sys
 import keras
 import numpy as np
 import pytest
+from locations import FIXTURES
 
 import keras_reuse
 from keras_reuse import applications
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
+DATA = str(FIXTURES)
 
 # `keras_reuse.__all__` and `keras_reuse.applications.__all__` before the
 # package was split into subpackages.
@@ -43,21 +44,10 @@ PACKAGE_NAMES = [
     "to_tflite",
     "unshare",
 ]
-APPLICATION_NAMES = [
-    "LruNet",
-    "ShaResNet18",
-    "ShaResNet34",
-    "ShaResNet50",
-    "ShaResNet101",
-    "ShaResNet152",
-    "ShaResNet164",
-    "WideShaResNet",
-    "create",
-    "feature_extractor",
-    "get",
-    "list_models",
-    "register_model",
-]
+APPLICATION_NAMES = (
+    "LruNet ShaResNet18 ShaResNet34 ShaResNet50 ShaResNet101 ShaResNet152 ShaResNet164 "
+    "WideShaResNet create feature_extractor get list_models register_model"
+).split()
 
 
 @pytest.mark.parametrize("name", PACKAGE_NAMES)

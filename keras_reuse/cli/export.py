@@ -21,6 +21,8 @@ import sys
 
 from absl import app, flags
 
+from keras_reuse.export.options import CALIBRATED, OptionError, check_combinations
+
 FLAGS = flags.FLAGS
 
 _QUANTIZATION = {
@@ -30,10 +32,6 @@ _QUANTIZATION = {
     "int8": "int8",
     "int16x8": "int16x8",
 }
-
-# keras_reuse.export.litert.CALIBRATED, named here so that usage errors come before
-# TensorFlow is imported.
-_CALIBRATED = ("int8", "int16x8")
 
 flags.DEFINE_enum("quantization", "none", list(_QUANTIZATION), "Weight/activation quantization.")
 flags.DEFINE_string("dataset", None, "TFDS dataset for calibration and verification.")
@@ -116,34 +114,26 @@ def _check_args(argv: list[str]) -> tuple[str, str]:
     minimum = FLAGS.min_agreement
     if minimum is not None and not 0 < minimum <= 1:
         raise _Usage(f"--min_agreement={minimum:g}: must be in (0, 1]")
-    quantization = _QUANTIZATION[FLAGS.quantization]
-    if FLAGS.int8_layout == "compact" and (quantization != "int8" or FLAGS.fold_batchnorm):
-        raise _Usage(
-            "--int8_layout=compact: needs --quantization=int8 and no "
-            f"--fold_batchnorm (received --quantization={FLAGS.quantization}"
-            f"{' --fold_batchnorm' if FLAGS.fold_batchnorm else ''})"
-        )
-    if FLAGS.quantizer != "converter" and quantization not in _CALIBRATED:
-        raise _Usage(
-            f"--quantizer={FLAGS.quantizer}: needs --quantization=int8 or int16x8 "
-            f"(received --quantization={FLAGS.quantization})"
-        )
-    for name in ("int16_layers", "float_layers"):
-        value = FLAGS[name].value
-        if value is not None and (FLAGS.quantizer != "ai_edge_quantizer" or quantization != "int8"):
-            raise _Usage(
-                f"--{name}={value}: needs --quantization=int8 and "
-                f"--quantizer=ai_edge_quantizer (received --quantization={FLAGS.quantization} "
-                f"--quantizer={FLAGS.quantizer})"
-            )
     dataset = FLAGS.dataset if FLAGS["dataset"].present else None
-    if quantization in _CALIBRATED and dataset is None:
-        raise _Usage(f"--quantization={quantization} calibrates on images: pass --dataset")
-    if quantization is not None and FLAGS.verify and dataset is None:
-        raise _Usage(
-            f"--quantization={quantization} is verified by top-1 agreement on real images: "
-            "pass --dataset (or --noverify)"
+    quantization = _QUANTIZATION[FLAGS.quantization]
+    try:
+        # The rules of `to_tflite`, before TensorFlow starts: --dataset
+        # gives the calibration images (where they are used) and the
+        # verification images.
+        check_combinations(
+            quantization=quantization,
+            fold_batchnorm=FLAGS.fold_batchnorm,
+            int8_layout=FLAGS.int8_layout,
+            quantizer=FLAGS.quantizer,
+            int16_layers=FLAGS.int16_layers,
+            float_layers=FLAGS.float_layers,
+            verify=FLAGS.verify,
+            min_top1_agreement=minimum,
+            representative_data=dataset is not None and quantization in CALIBRATED,
+            verification_data=dataset is not None and FLAGS.verify,
         )
+    except OptionError as error:
+        raise _Usage(error.flag_message()) from None
     return model_path, out_path
 
 
@@ -170,7 +160,7 @@ def main(argv: list[str]) -> None:
     if dataset is not None:
         data_dir = FLAGS.data_dir if FLAGS["data_dir"].present else None
         try:
-            if quantization in _CALIBRATED:
+            if quantization in CALIBRATED:
                 calibration = data.load(
                     dataset,
                     split=f"train[:{FLAGS.num_calibration}]",

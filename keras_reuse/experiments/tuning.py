@@ -444,6 +444,78 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+def _check_search(
+    model: Any,
+    tuner: Any,
+    max_trials: Any,
+    epochs: Any,
+    batch_size: Any,
+    train_examples: Any,
+    validation_examples: Any,
+    seed: Any,
+    output_dir: Any,
+    space: Any,
+) -> None:
+    """`search`'s arguments that need no data; raises ValueError naming the first bad one."""
+    if model not in HYPERMODELS:
+        raise ValueError(
+            f"`model` must be one of {', '.join(HYPERMODELS)}. Received: model={model!r}"
+        )
+    if tuner not in TUNERS:
+        raise ValueError(f"`tuner` must be one of {', '.join(TUNERS)}. Received: tuner={tuner!r}")
+    check_int("max_trials", max_trials)
+    check_int("epochs", epochs)
+    check_int("batch_size", batch_size)
+    check_int("train_examples", train_examples, optional=True)
+    check_int("validation_examples", validation_examples)
+    if not is_int(seed) or seed < 0:
+        raise ValueError(f"`seed` must be a non-negative integer. Received: seed={seed!r}")
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"`output_dir` exists and is not a directory. Received: {output_dir!r}")
+    space = dict(space or {})
+    allowed = space_keys(model)
+    unknown = sorted(set(space) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"`space` has keys that {model} does not tune: {unknown}. "
+            f"Valid keys: {', '.join(allowed)}. Received: space={space!r}"
+        )
+
+
+def _search_data(
+    dataset: str,
+    data_dir: str | None,
+    train_examples: int | None,
+    validation_examples: int,
+    batch_size: int,
+    seed: int,
+) -> tuple[Any, int, Any, Any]:
+    """`(info, training examples, training dataset, validation dataset)` of a search."""
+    info = data.info(dataset, data_dir=data_dir)
+    if "train" not in info.splits:
+        raise ValueError(f"dataset={dataset!r} has no train split: {sorted(info.splits)}")
+    total = info.splits["train"]
+    n_train = total - validation_examples if train_examples is None else train_examples
+    if n_train < 1 or n_train + validation_examples > total:
+        raise ValueError(
+            f"train_examples={train_examples} plus validation_examples={validation_examples} "
+            f"exceed the {total} examples of {dataset!r}'s train split."
+        )
+
+    train_ds = data.load(
+        dataset, split=f"train[:{n_train}]", batch_size=batch_size, seed=seed, data_dir=data_dir
+    )
+    val_ds = data.load(
+        dataset,
+        split=f"train[{n_train}:{n_train + validation_examples}]",
+        batch_size=batch_size,
+        augment=False,
+        shuffle=False,
+        data_dir=data_dir,
+    )
+    return info, n_train, train_ds, val_ds
+
+
 def search(
     model: str = "lrunet",
     dataset: str = "fashion_mnist",
@@ -499,58 +571,55 @@ def search(
         ValueError: naming the argument and its value, before anything is
             written.
     """
-    if model not in HYPERMODELS:
-        raise ValueError(
-            f"`model` must be one of {', '.join(HYPERMODELS)}. Received: model={model!r}"
-        )
-    if tuner not in TUNERS:
-        raise ValueError(f"`tuner` must be one of {', '.join(TUNERS)}. Received: tuner={tuner!r}")
-    check_int("max_trials", max_trials)
-    check_int("epochs", epochs)
-    check_int("batch_size", batch_size)
-    check_int("train_examples", train_examples, optional=True)
-    check_int("validation_examples", validation_examples)
-    if not is_int(seed) or seed < 0:
-        raise ValueError(f"`seed` must be a non-negative integer. Received: seed={seed!r}")
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise ValueError(f"`output_dir` exists and is not a directory. Received: {output_dir!r}")
-    space = dict(space or {})
-    cls = HYPERMODELS[model]
-    allowed = space_keys(model)
-    unknown = sorted(set(space) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"`space` has keys that {model} does not tune: {unknown}. "
-            f"Valid keys: {', '.join(allowed)}. Received: space={space!r}"
-        )
-
-    info = data.info(dataset, data_dir=data_dir)
-    if "train" not in info.splits:
-        raise ValueError(f"dataset={dataset!r} has no train split: {sorted(info.splits)}")
-    total = info.splits["train"]
-    n_train = total - validation_examples if train_examples is None else train_examples
-    if n_train < 1 or n_train + validation_examples > total:
-        raise ValueError(
-            f"train_examples={train_examples} plus validation_examples={validation_examples} "
-            f"exceed the {total} examples of {dataset!r}'s train split."
-        )
-    hypermodel = cls(num_classes=info.num_classes, input_shape=info.input_shape, seed=seed, **space)
-
-    train_ds = data.load(
-        dataset, split=f"train[:{n_train}]", batch_size=batch_size, seed=seed, data_dir=data_dir
+    _check_search(
+        model,
+        tuner,
+        max_trials,
+        epochs,
+        batch_size,
+        train_examples,
+        validation_examples,
+        seed,
+        output_dir,
+        space,
     )
-    val_ds = data.load(
-        dataset,
-        split=f"train[{n_train}:{n_train + validation_examples}]",
-        batch_size=batch_size,
-        augment=False,
-        shuffle=False,
-        data_dir=data_dir,
+    hypermodel_cls = HYPERMODELS[model]
+    space = dict(space or {})
+    info, n_train, train_ds, val_ds = _search_data(
+        dataset, data_dir, train_examples, validation_examples, batch_size, seed
+    )
+    hypermodel = hypermodel_cls(
+        num_classes=info.num_classes, input_shape=info.input_shape, seed=seed, **space
     )
     os.makedirs(output_dir, exist_ok=True)
     kt_tuner = _make_tuner(tuner, hypermodel, max_trials, epochs, seed, output_dir, overwrite)
     kt_tuner.search(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose)
 
+    return _write_results(
+        kt_tuner,
+        hypermodel,
+        output_dir,
+        dataset,
+        tuner,
+        batch_size,
+        epochs,
+        n_train,
+        validation_examples,
+    )
+
+
+def _write_results(
+    kt_tuner: keras_tuner.Tuner,
+    hypermodel: _ReuseHyperModel,
+    output_dir: str,
+    dataset: str,
+    tuner: str,
+    batch_size: int,
+    epochs: int,
+    n_train: int,
+    validation_examples: int,
+) -> SearchResult:
+    """Writes `trials.csv` and `best.json` of a finished search; returns its result."""
     rows = _trial_rows(kt_tuner)
     trials_path = os.path.join(output_dir, "trials.csv")
     atomic.write_text(trials_path, _csv_text(rows))

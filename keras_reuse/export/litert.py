@@ -12,14 +12,14 @@ into the convolution in front of it (its `FuseMulOrDivWithConv2d...` and
 into one conv with a scaled kernel). When that convolution is called several
 times, each call followed by its own BatchNorm (LruNet's layer reuse), every
 fold scales the shared kernel differently and the file stores one kernel per
-call: LruNet-14 (0.83 MB of float32 weights) converts to 6.2 MB. The default
+call, several times the weights' size. The default
 export therefore replaces each BatchNorm that follows a shared layer by the
 same per-channel affine map written as a 1x1 depthwise convolution. The
 converter has patterns that fuse a `mul`/`add` with a constant into a
 convolution but none that fuses a convolution into another, so the shared
-kernel stays a single constant that every call reads (0.86 MB for
-LruNet-14). Where such an affine feeds a 1x1 convolution followed by another
-one, its offset is moved past the convolution, which saves a vector per call.
+kernel stays a single constant that every call reads. Where such an affine
+feeds a 1x1 convolution followed by another one, its offset is moved past
+the convolution, which saves a vector per call.
 `fold_batchnorm=True` keeps the BatchNorms and lets the converter fold them:
 a few percent faster at batch 1, several times bigger.
 
@@ -54,34 +54,22 @@ import tensorflow as tf
 from keras_reuse.applications.lrunet.model import unroll_reuse_loops
 from keras_reuse.export import edge_quantizer
 from keras_reuse.export import rewrite as litert_rewrite
+from keras_reuse.export.options import (
+    CALIBRATED,
+    FLOAT32_RTOL,
+    INT8_LAYOUTS,
+    MAX_CALIBRATION_SAMPLES,
+    MIN_TOP1_AGREEMENT,
+    QUANTIZATIONS,
+    QUANTIZERS,
+    TFLITE_INSTEAD,
+    check_combinations,
+)
 from keras_reuse.layers import DepthwiseConv2D, GroupedPointwiseConv
 from keras_reuse.reuse.graph import graph_nodes
 from keras_reuse.utils import atomic
 from keras_reuse.utils.backends import require_tensorflow
 from keras_reuse.utils.checks import check_bool
-
-QUANTIZATIONS = (None, "float16", "dynamic", "int8", "int16x8")
-# The full-integer modes, calibrated on representative images.
-CALIBRATED = ("int8", "int16x8")
-# float32 must reproduce Keras to this fraction of the largest |output|.
-FLOAT32_RTOL = 1e-5
-# Quantized files must pick Keras's top-1 class on this share of the samples.
-MIN_TOP1_AGREEMENT = {"float16": 0.99, "dynamic": 0.99, "int8": 0.98, "int16x8": 0.99}
-# An int8 file as the converter writes it, or with its quantization vectors
-# rewritten (`keras_reuse.export.rewrite.compact_int8`; a third of the size).
-INT8_LAYOUTS = ("converter", "compact")
-# Who quantizes "int8" and "int16x8": the TFLite converter, or Google's AI Edge
-# Quantizer (`keras_reuse.export.edge_quantizer`; the `quantizer` extra), which also
-# gives 16-bit activations to the layers `int16_layers` names.
-QUANTIZERS = ("converter", "ai_edge_quantizer")
-# Calibration beyond this many images costs time and changes little.
-MAX_CALIBRATION_SAMPLES = 1000
-
-# Every backend saves .keras files that TensorFlow loads.
-TFLITE_INSTEAD = (
-    "Save the model with model.save('model.keras') and export that file with "
-    "KERAS_BACKEND=tensorflow: keras-reuse export model.keras model.tflite."
-)
 
 _RANDOM_SAMPLES = 32
 _VERIFY_BATCH = 64
@@ -313,16 +301,8 @@ def _export_graph(model: keras.Model, fold_batchnorm: bool) -> keras.Model:
     return graph
 
 
-def _layer_pattern(
-    argument: str, value: Any, model: Any, quantizer: str, quantization: str | None
-) -> re.Pattern:
-    """`int16_layers` or `float_layers` checked and compiled; raises ValueError naming it."""
-    if quantizer != "ai_edge_quantizer" or quantization != "int8":
-        raise ValueError(
-            f"`{argument}` sets the precision of some layers of an int8 file and needs "
-            "quantizer='ai_edge_quantizer' and quantization='int8'. Received: "
-            f"quantizer={quantizer!r}, quantization={quantization!r}"
-        )
+def _layer_pattern(argument: str, value: Any, model: Any) -> re.Pattern:
+    """`int16_layers` or `float_layers` compiled and matched; raises ValueError naming it."""
     try:
         pattern = re.compile(value)
     except (re.error, TypeError) as error:
@@ -561,6 +541,106 @@ def _verify(
     return figures
 
 
+def _check_values(
+    quantization: Any,
+    fold_batchnorm: Any,
+    int8_layout: Any,
+    quantizer: Any,
+    verify: Any,
+    max_verification_samples: Any,
+    min_top1_agreement: Any,
+) -> None:
+    """Each option's value on its own (`options.check_combinations` checks them together)."""
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"`quantization` must be one of {QUANTIZATIONS}. "
+            f"Received: quantization={quantization!r}"
+        )
+    check_bool("fold_batchnorm", fold_batchnorm)
+    if int8_layout not in INT8_LAYOUTS:
+        raise ValueError(
+            f"`int8_layout` must be one of {INT8_LAYOUTS}. Received: int8_layout={int8_layout!r}"
+        )
+    if quantizer not in QUANTIZERS:
+        raise ValueError(
+            f"`quantizer` must be one of {QUANTIZERS}. Received: quantizer={quantizer!r}"
+        )
+    check_bool("verify", verify)
+    if max_verification_samples is not None and (
+        isinstance(max_verification_samples, bool)
+        or not isinstance(max_verification_samples, int)
+        or max_verification_samples < 1
+    ):
+        raise ValueError(
+            "`max_verification_samples` must be None or an integer >= 1. "
+            f"Received: max_verification_samples={max_verification_samples!r}"
+        )
+    if min_top1_agreement is not None and (
+        isinstance(min_top1_agreement, bool)
+        or not isinstance(min_top1_agreement, (int, float))
+        or not 0.0 < min_top1_agreement <= 1.0
+    ):
+        raise ValueError(
+            "`min_top1_agreement` must be None or a number in (0, 1]. "
+            f"Received: min_top1_agreement={min_top1_agreement!r}"
+        )
+
+
+def _verification_images(
+    verification_data: Any,
+    representative_data: Any,
+    input_shape: tuple[int, ...],
+    max_samples: int | None,
+) -> tuple[str, np.ndarray, np.ndarray | None]:
+    """The images a file is verified on: `(source, images, labels or None)`."""
+    if verification_data is not None:
+        source, data = "verification_data", verification_data
+    elif representative_data is not None:
+        source, data = "representative_data", representative_data
+    else:
+        source = "random"
+        data = np.random.default_rng(0).uniform(0.0, 1.0, (_RANDOM_SAMPLES, *input_shape))
+    images, labels = _images(source, data, input_shape, max_samples)
+    return source, images, labels
+
+
+def _edge_quantize(
+    graph: keras.Model,
+    input_shape: tuple[int, ...],
+    quantization: str,
+    calibration: np.ndarray,
+    patterns: dict[str, re.Pattern],
+) -> bytes:
+    """The float32 conversion of `graph`, quantized by the AI Edge Quantizer."""
+    scopes = {}
+    for argument, pattern in patterns.items():
+        names = [layer.name for layer in graph.layers if pattern.search(layer.name)]
+        if not names:
+            # A looped LruNet is unrolled for export under other layer
+            # names; an empty scope would match every op.
+            raise ValueError(
+                f"`{argument}` matches no layer of the exported graph (the model as "
+                f"converted, e.g. {[layer.name for layer in graph.layers[1:4]]}). "
+                f"Received: {argument}={pattern.pattern!r}"
+            )
+        scopes[argument] = edge_quantizer.layer_scope(names)
+    float32 = _converter(graph, input_shape, None, None).convert()
+    bits = 8 if quantization == "int8" else 16
+    flatbuffer = edge_quantizer.quantize(
+        float32, calibration, bits, scopes.get("int16_layers"), scopes.get("float_layers")
+    )
+    for argument, type_name in (("int16_layers", "INT16"), ("float_layers", "FLOAT32")):
+        if argument in scopes and not edge_quantizer.outputs_of_type(
+            flatbuffer, scopes[argument], type_name
+        ):
+            raise ValueError(
+                f"`{argument}` matches layers of the model, but none of their ops has a "
+                f"{type_name.lower()} output in the file. Received: "
+                f"{argument}={patterns[argument].pattern!r}"
+            )
+    return flatbuffer
+
+
 def to_tflite(
     model: keras.Model,
     path: str | os.PathLike,
@@ -663,93 +743,40 @@ def to_tflite(
     require_tensorflow("TFLite export (to_tflite)", TFLITE_INSTEAD)
     input_shape = _input_shape(model)
     path = _check_path(path)
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(
-            f"`quantization` must be one of {QUANTIZATIONS}. "
-            f"Received: quantization={quantization!r}"
-        )
-    check_bool("fold_batchnorm", fold_batchnorm)
-    if int8_layout not in INT8_LAYOUTS:
-        raise ValueError(
-            f"`int8_layout` must be one of {INT8_LAYOUTS}. Received: int8_layout={int8_layout!r}"
-        )
-    if int8_layout == "compact" and (quantization != "int8" or fold_batchnorm):
-        raise ValueError(
-            "`int8_layout='compact'` rewrites the BatchNorm affines of an int8 file and needs "
-            "quantization='int8' and fold_batchnorm=False. Received: "
-            f"quantization={quantization!r}, fold_batchnorm={fold_batchnorm!r}"
-        )
-    if quantizer not in QUANTIZERS:
-        raise ValueError(
-            f"`quantizer` must be one of {QUANTIZERS}. Received: quantizer={quantizer!r}"
-        )
-    if quantizer == "ai_edge_quantizer" and quantization not in CALIBRATED:
-        raise ValueError(
-            f"`quantizer='ai_edge_quantizer'` quantizes to full integer: it needs quantization "
-            f"in {CALIBRATED}. Received: quantization={quantization!r}"
-        )
-    if quantizer == "ai_edge_quantizer" and fold_batchnorm:
-        raise ValueError(
-            "`quantizer='ai_edge_quantizer'` quantizes the shared-kernel graph and needs "
-            "fold_batchnorm=False. Received: fold_batchnorm=True"
-        )
-    if quantizer == "ai_edge_quantizer":
-        edge_quantizer.require()
+    _check_values(
+        quantization,
+        fold_batchnorm,
+        int8_layout,
+        quantizer,
+        verify,
+        max_verification_samples,
+        min_top1_agreement,
+    )
     patterns = {
-        argument: _layer_pattern(argument, value, model, quantizer, quantization)
+        argument: _layer_pattern(argument, value, model)
         for argument, value in (("int16_layers", int16_layers), ("float_layers", float_layers))
         if value is not None
     }
-    check_bool("verify", verify)
-    if quantization in CALIBRATED and representative_data is None:
-        raise ValueError(
-            f"`quantization={quantization!r}` needs `representative_data` (calibration "
-            "images). Received: representative_data=None"
-        )
-    if quantization not in CALIBRATED and representative_data is not None:
-        raise ValueError(
-            "`representative_data` calibrates full-integer quantization and is only used "
-            f"with quantization in {CALIBRATED}. Received: quantization={quantization!r} and "
-            f"representative_data of type {type(representative_data).__name__}"
-        )
-    if representative_data is not None:
-        _check_images("representative_data", representative_data, input_shape)
-    if verification_data is not None:
-        _check_images("verification_data", verification_data, input_shape)
-        if not verify:
-            raise ValueError(
-                "`verification_data` is only used when verify=True. Received: verify=False"
-            )
-    if max_verification_samples is not None and (
-        isinstance(max_verification_samples, bool)
-        or not isinstance(max_verification_samples, int)
-        or max_verification_samples < 1
+    check_combinations(
+        quantization=quantization,
+        fold_batchnorm=fold_batchnorm,
+        int8_layout=int8_layout,
+        quantizer=quantizer,
+        int16_layers=int16_layers,
+        float_layers=float_layers,
+        verify=verify,
+        min_top1_agreement=min_top1_agreement,
+        representative_data=representative_data is not None,
+        verification_data=verification_data is not None,
+    )
+    if quantizer == "ai_edge_quantizer":
+        edge_quantizer.require()
+    for name, data in (
+        ("representative_data", representative_data),
+        ("verification_data", verification_data),
     ):
-        raise ValueError(
-            "`max_verification_samples` must be None or an integer >= 1. "
-            f"Received: max_verification_samples={max_verification_samples!r}"
-        )
-    if verify and quantization is not None and verification_data is None:
-        if representative_data is None:  # int8/int16x8 fall back on their calibration images
-            raise ValueError(
-                f"Verifying a {quantization!r} export measures top-1 agreement with Keras, "
-                "which needs real images: pass `verification_data` (or verify=False). "
-                "Received: verification_data=None"
-            )
-    if min_top1_agreement is not None and (
-        isinstance(min_top1_agreement, bool)
-        or not isinstance(min_top1_agreement, (int, float))
-        or not 0.0 < min_top1_agreement <= 1.0
-    ):
-        raise ValueError(
-            "`min_top1_agreement` must be None or a number in (0, 1]. "
-            f"Received: min_top1_agreement={min_top1_agreement!r}"
-        )
-    if min_top1_agreement is not None and quantization is None:
-        raise ValueError(
-            "`min_top1_agreement` applies to quantized exports; float32 must match Keras "
-            "numerically. Received: quantization=None"
-        )
+        if data is not None:
+            _check_images(name, data, input_shape)
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(
             "to_tflite converts with TensorFlow's TFLite converter and needs the TensorFlow "
@@ -763,15 +790,9 @@ def to_tflite(
             "representative_data", representative_data, input_shape, MAX_CALIBRATION_SAMPLES
         )
     if verify:
-        if verification_data is not None:
-            source, data = "verification_data", verification_data
-        elif representative_data is not None:
-            source, data = "representative_data", representative_data
-        else:
-            source = "random"
-            data = np.random.default_rng(0).uniform(0.0, 1.0, (_RANDOM_SAMPLES, *input_shape))
-        images, labels = _images(source, data, input_shape, max_verification_samples)
-
+        source, images, labels = _verification_images(
+            verification_data, representative_data, input_shape, max_verification_samples
+        )
     # A looped LruNet (`reuse_loop=True`) converts to a WHILE op that stores
     # every iteration's BatchNorm and runs slower; unrolled, its shared
     # kernels stay single as in the published layout. Verified against
@@ -780,32 +801,7 @@ def to_tflite(
     if quantizer == "converter":
         flatbuffer = _converter(graph, input_shape, quantization, calibration).convert()
     else:
-        scopes = {}
-        for argument, pattern in patterns.items():
-            names = [layer.name for layer in graph.layers if pattern.search(layer.name)]
-            if not names:
-                # A looped LruNet is unrolled for export under other layer
-                # names; an empty scope would match every op.
-                raise ValueError(
-                    f"`{argument}` matches no layer of the exported graph (the model as "
-                    f"converted, e.g. {[layer.name for layer in graph.layers[1:4]]}). "
-                    f"Received: {argument}={pattern.pattern!r}"
-                )
-            scopes[argument] = edge_quantizer.layer_scope(names)
-        float32 = _converter(graph, input_shape, None, None).convert()
-        bits = 8 if quantization == "int8" else 16
-        flatbuffer = edge_quantizer.quantize(
-            float32, calibration, bits, scopes.get("int16_layers"), scopes.get("float_layers")
-        )
-        for argument, type_name in (("int16_layers", "INT16"), ("float_layers", "FLOAT32")):
-            if argument in scopes and not edge_quantizer.outputs_of_type(
-                flatbuffer, scopes[argument], type_name
-            ):
-                raise ValueError(
-                    f"`{argument}` matches layers of the model, but none of their ops has a "
-                    f"{type_name.lower()} output in the file. Received: "
-                    f"{argument}={patterns[argument].pattern!r}"
-                )
+        flatbuffer = _edge_quantize(graph, input_shape, quantization, calibration, patterns)
     if int8_layout == "compact":
         flatbuffer, _ = litert_rewrite.compact_int8(flatbuffer)
 

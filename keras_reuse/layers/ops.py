@@ -23,7 +23,7 @@ too, by tests/test_onednn_paths.py):
   under the `keras-reuse` command on any x86-64): the same convolution
   as a multiplier-1 depthwise convolution of the channel-repeated input.
   oneDNN's multiplier-2 kernels for the forward pass and the input
-  gradient run 2-3x slower than its multiplier-1 kernels on the same output
+  gradient run slower than its multiplier-1 kernels on the same output
   (docs, "Performance").
 
 The choices were measured on CPU (docs, "Performance"). On a GPU the same
@@ -237,9 +237,8 @@ def depthwise_conv(x, kernel, strides=1, padding: str = "same", dilation_rate=1,
     the `keras-reuse` command turns it on on others) and M > 1,
     the input's channels are repeated M times and convolved with multiplier
     1: the same products and sums, in the kernel layout oneDNN serves fast.
-    Measured on this project's 2-core AMD EPYC at LruNet-14's shapes (batch
-    128, M = 2; `python -m benchmarks.depthwise`): forward plus both
-    gradients 1.4-3.1x faster per stage than the stock op (two runs).
+    Forward plus both gradients run faster per stage than the stock op at
+    LruNet-14's shapes (docs, "Performance").
 
     Args:
         x: Activations `(N, H, W, C)`.

@@ -2,21 +2,15 @@
 
 `train(TrainConfig(...))` trains a registered model on a TFDS dataset and
 writes the model, logs, metrics and results; `keras-reuse train` is the same
-from the command line. The parts: `config` (the spec), `recipes` (named
-configurations), `builders` (model, data, compile and callbacks from a
-spec), `trainer` (the run), `callbacks`, `optimizers` (the papers' coupled
-SGD and compile recipe), `precision` and `distribute`.
+from the command line. The parts: `config` (the spec, `errors` its error),
+`recipes` (named configurations), `builders` (model, data, compile and
+callbacks from a spec), `trainer` (the run), `callbacks`, `optimizers` (the
+papers' coupled SGD and compile recipe), `precision` and `distribute`. The
+names below load on first use, so the command line reads a spec's flags
+before TensorFlow and TFDS start.
 """
 
-from keras_reuse.training.builders import learning_rate_schedule
-from keras_reuse.training.config import (
-    MODEL_FIELDS,
-    ConfigError,
-    TrainConfig,
-    load_config,
-    validate,
-)
-from keras_reuse.training.trainer import train
+from keras_reuse.utils.lazy import attribute_loader
 
 __all__ = [
     "MODEL_FIELDS",
@@ -27,3 +21,17 @@ __all__ = [
     "train",
     "validate",
 ]
+
+__getattr__ = attribute_loader(
+    __name__,
+    {
+        "MODEL_FIELDS": "keras_reuse.training.config",
+        "ConfigError": "keras_reuse.training.errors",
+        "TrainConfig": "keras_reuse.training.config",
+        "learning_rate_schedule": "keras_reuse.training.builders",
+        "load_config": "keras_reuse.training.config",
+        "train": "keras_reuse.training.trainer",
+        "validate": "keras_reuse.training.config",
+    },
+    globals(),
+)

@@ -17,10 +17,8 @@ recomputed; its gradient takes the form its forward took
 (`keras_reuse.layers.grouped_pointwise`: oneDNN's grouped convolution for
 narrow groups where oneDNN runs, per-group matmuls otherwise).
 
-The price is time: LruNet-14 training at batch 128 ran about 20% slower
-(oneDNN off; about 27% with it on) for a live-tensor peak of 672 MB
-against autodiff's 1,906 MB (README, "Trading time for memory"), so
-`LruStage(recompute=True)` is opt-in. The forward is the same ops as
+The price is time (docs, "Memory"), so `LruStage(recompute=True)` is
+opt-in. The forward is the same ops as
 autodiff's graph, so the outputs and batch statistics are bit-identical;
 the backward calls the gradient kernels TensorFlow's
 registered gradients call (`nn_grad.py`) on recomputed inputs, so the
