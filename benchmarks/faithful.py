@@ -6,7 +6,7 @@
 For every reuse count N and seed it trains
 
 - the Keras LruNet with `keras-reuse train`'s recipe
-  (`keras_reuse.training.trainer.train`: CoupledSGD, the `keras_reuse.data`
+  (`keras_reuse.training.train`: CoupledSGD, the `keras_reuse.data`
   pipeline and augmentation), and
 - the PyTorch reference network (`torch_reference.lrunet.TorchLruNet`) with
   the authors' recipe written here in plain torch: `torch.optim.SGD`

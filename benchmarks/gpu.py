@@ -14,7 +14,7 @@ defaults: `jit_compile="auto"`, which is XLA on a GPU; loss scaling for
 float16), the time from `fit` to the end of the first training step
 (tracing and compilation included), and the same on the JAX backend when
 jax is installed (in a child process: Keras fixes its backend at import).
-Next to them the PyTorch reference networks (`benchmarks/torch_*.py`) in
+Next to them the PyTorch reference networks (`torch_reference/`) in
 float32 and with AMP (float16 autocast and a GradScaler). Then the published
 Fashion-MNIST LruNet-10 checkpoint's test accuracy, computed on the GPU
 (93.46% with the authors' code). The probes are `benchmarks.measure`'s.

@@ -254,7 +254,7 @@ def litert_latency_ms(model: Any, calls: int, warmup: int = 3) -> dict:
     Returns:
         `{"ms": median ms per invoke, "size_bytes": file size}`.
     """
-    from keras_reuse.export.litert import to_tflite
+    from keras_reuse.export import to_tflite
 
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "model.tflite")

@@ -5,7 +5,7 @@
 straightforward way in Keras (`Conv2D(groups=8)` for the grouped 1x1
 convolution, stock `BatchNormalization`, the shuffle as a gather), the
 baseline the README compares against; `torch_model(...)` is the PyTorch
-implementation of the same network from `benchmarks/torch_*.py`.
+implementation of the same network from `torch_reference/`.
 All return logits for 10 classes on 32x32x3 inputs.
 """
 

@@ -9,7 +9,7 @@ machine load: training images/s with plain `model.fit` (float32 and
 mixed_bfloat16), `model.predict` images/s at batch 128, batch-1 latency
 (Keras `tf.function`, and the LiteRT float32 export), and the peak resident
 memory of a training run (a fresh process per model). The PyTorch
-implementation of the same network (`benchmarks/torch_*.py`; skipped with a
+implementation of the same network (`torch_reference/`; skipped with a
 message when torch is missing) and, for LruNets, the naive Keras port with
 `Conv2D(groups=8)` run in the same rounds. Training rates are medians over
 `--repeats` interleaved rounds after `--warmup` steps. The input pipeline's

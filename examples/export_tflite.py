@@ -21,7 +21,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 import keras_reuse
 from keras_reuse.applications import LruNet
-from keras_reuse.export.litert import to_tflite
+from keras_reuse.export import to_tflite
 from keras_reuse.training.optimizers import CoupledSGD
 
 

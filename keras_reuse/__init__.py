@@ -11,10 +11,10 @@ package raises when the OS refuses it.
 
 The names load on first use (PEP 562), so `import keras_reuse` starts
 neither Keras nor TensorFlow: it sets TensorFlow's start-up defaults first
-(`keras_reuse.startup`), and the command line parses its flags before
-TensorFlow starts. Where Keras is imported already, the package's layers and
-optimizer register for `.keras` files at once; otherwise they do when the
-first of the package's names is used.
+(`keras_reuse.startup`) before anything imports TensorFlow. Where Keras is
+imported already, the package's layers and optimizer register for `.keras`
+files at once; otherwise they do when the first of the package's names is
+used.
 """
 
 from __future__ import annotations

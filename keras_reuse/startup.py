@@ -11,7 +11,7 @@ left alone.
 - `TF_ENABLE_ONEDNN_OPTS=1` on x86-64 CPUs where TensorFlow leaves oneDNN
   off: those without AVX-512 VNNI, AVX-VNNI, AVX-512 bfloat16 or AMX (an
   AVX2-only AMD EPYC, for one), where our models train much faster with it
-  on (docs, "Performance"). Where oneDNN is TensorFlow's own default the
+  on (README, "Performance"). Where oneDNN is TensorFlow's own default the
   variable is left unset.
 
 Where TensorFlow had started with oneDNN off before the package was
@@ -32,9 +32,10 @@ _X86_64 = ("x86_64", "amd64")
 # by itself.
 ONEDNN_BY_DEFAULT = ("avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
-# benchmarks/results/import_order: LruNet-14 and ShaResNet-164 training, this
-# package imported first against `import keras` first, on an AVX2 EPYC.
-ONEDNN_SPEEDUP = "1.5-2x"
+# Training with oneDNN on against off, on an AVX2-only EPYC where TensorFlow
+# leaves it off: 1.22x (LruNet-14) to 2.03x (ResNet-164),
+# benchmarks/results/avx2/onednn.md.
+ONEDNN_SPEEDUP = "1.2-2x"
 
 
 def cpu_flags() -> frozenset[str]:

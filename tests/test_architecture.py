@@ -24,6 +24,7 @@ ALLOWED = {
     "experiments": {"applications", "data", "reuse", "training", "utils"},
     "cli": {
         "applications",
+        "layers",
         "data",
         "experiments",
         "export",

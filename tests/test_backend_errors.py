@@ -25,7 +25,7 @@ import json, os, sys
 import keras
 from keras_reuse.training import distribute
 from keras_reuse import training
-from keras_reuse.export.litert import to_tflite
+from keras_reuse.export import to_tflite
 
 out = sys.argv[1]
 messages = {"backend": keras.backend.backend()}

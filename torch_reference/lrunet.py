@@ -6,7 +6,7 @@ layout of the authors' published checkpoints, not copied from their code. Its
 `module.` prefix): `features.0/1`, `stage{s}.dw`, `stage{s}.pw`,
 `stage{s}.dw_bn_list.{i}`, `stage{s}.pw_bn_list.{i}`, `classifier.0/1/4`,
 so `TorchLruNet.from_checkpoint(path)` runs a published network exactly.
-`tests/test_pretrained.py` compares the converted Keras models with it, and
+`tests/applications/test_pretrained.py` compares the converted Keras models with it, and
 the benchmarks time it against Keras on the same machine.
 
 Needs torch (`pip install "keras-reuse[torch]"`, or `pip install

@@ -12,7 +12,7 @@ arguments become `keras-reuse train` flags).
 from keras_reuse.applications.features import feature_extractor
 from keras_reuse.applications.lrunet import LruNet
 from keras_reuse.applications.registry import create, get, list_models, register_model
-from keras_reuse.applications.sharesnet import (
+from keras_reuse.applications.sharesnet.model import (
     ShaResNet18,
     ShaResNet34,
     ShaResNet50,

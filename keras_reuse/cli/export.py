@@ -140,7 +140,7 @@ def _check_args(argv: list[str]) -> tuple[str, str]:
 def main(argv: list[str]) -> None:
     model_path, out_path = _check_args(argv)
     # Lazy: TensorFlow starts only after the flags have parsed.
-    from keras_reuse.export.litert import TFLITE_INSTEAD
+    from keras_reuse.export.options import TFLITE_INSTEAD
     from keras_reuse.utils.backends import require_tensorflow
 
     try:
@@ -154,7 +154,7 @@ def main(argv: list[str]) -> None:
     import keras
 
     from keras_reuse import data
-    from keras_reuse.export.litert import VerificationError, to_tflite
+    from keras_reuse.export import VerificationError, to_tflite
 
     calibration = verification = None
     if dataset is not None:

@@ -65,7 +65,7 @@ def main(argv: list[str]) -> None:
     seeds = distinct_integers("seeds", FLAGS.seeds, None, "0,1")
     unshared = distinct_integers("unshared", FLAGS.unshared, 2, "10") if FLAGS.unshared else []
 
-    # Lazy: TensorFlow starts only after the flags have parsed.
+    # Lazy: the trainer and TFDS load only after the flags have parsed.
     from keras_reuse import training
     from keras_reuse.experiments import study
 

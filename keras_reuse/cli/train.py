@@ -1,4 +1,4 @@
-"""`keras-reuse train`: absl flags -> `TrainConfig` -> `keras_reuse.training.trainer.train`.
+"""`keras-reuse train`: absl flags -> `TrainConfig` -> `keras_reuse.training.train`.
 
 The flags are generated from `TrainConfig`'s fields and the registered
 models' keyword arguments (`keras_reuse.cli.flags`);
@@ -37,7 +37,7 @@ def main(argv: list[str]) -> None:
     if FLAGS.cpu_devices < 1:
         raise app.UsageError(f"--cpu_devices={FLAGS.cpu_devices}: must be an integer >= 1")
 
-    # Lazy: TensorFlow starts only after the flags have parsed.
+    # Lazy: the trainer and TFDS load only after the flags have parsed.
     from keras_reuse import training
     from keras_reuse.training import distribute
 

@@ -111,7 +111,7 @@ def main(argv: list[str]) -> None:
         if FLAGS[name].value is not None
     }
 
-    # Lazy: TensorFlow starts only after the flags have parsed.
+    # Lazy: the trainer and TFDS load only after the flags have parsed.
     from keras_reuse.experiments import tuning
 
     try:

@@ -292,7 +292,7 @@ def _build(name: str, files: dict[str, bytes], data_dir: str) -> str:
         manager = _LocalFiles(_local_urls(name, builder, extracted), sizes, scratch / "downloads")
         # TFDS has no public hook for the download manager; replacing this
         # factory on the instance is the one seam between downloading and
-        # generating. tests/test_prepare.py catches a TFDS that moves it.
+        # generating. tests/data/test_prepare.py catches a TFDS that moves it.
         builder._make_download_manager = lambda **_: manager
         try:
             _write_files(extracted, files)

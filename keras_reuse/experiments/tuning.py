@@ -2,7 +2,7 @@
 
 `LruNetHyperModel` (layer_reuse, width_multiplier, dropout, learning rate)
 and `ShaResNetHyperModel` (share on/off, depth, width, learning rate) build
-their models from the registry and compile them as `keras_reuse.training.trainer`
+their models from the registry and compile them as `keras_reuse.training`
 does (CoupledSGD, cross-entropy on logits, an "accuracy" metric), so they
 work with any keras-tuner tuner and `keras_reuse.data` datasets:
 
@@ -211,7 +211,7 @@ class LruNetHyperModel(_ReuseHyperModel):
     Each search-space argument takes a fixed value or the values to search:
     a sequence of choices for `layer_reuse` and `width_multiplier`, a
     `(min, max)` range for `dropout` (steps of 0.05) and `learning_rate`
-    (log-uniform). Models are compiled like `keras_reuse.training.trainer` compiles
+    (log-uniform). Models are compiled like `keras_reuse.training` compiles
     them (CoupledSGD with momentum and coupled L2, cross-entropy on logits,
     an "accuracy" metric; objective "val_accuracy"), with a constant
     learning rate.
@@ -536,7 +536,7 @@ def search(
 
     The training split is cut into a training part (its first
     `train_examples`, default: all but the validation part, augmented as in
-    `keras_reuse.training.trainer`) and a validation part (the `validation_examples`
+    `keras_reuse.training`) and a validation part (the `validation_examples`
     after it, not augmented) on which trials are scored by `val_accuracy`.
 
     Writes to `output_dir`: `best.json` (best hyperparameters, score and the

@@ -52,19 +52,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_reuse.applications.lrunet.model import unroll_reuse_loops
-from keras_reuse.export import edge_quantizer
+from keras_reuse.export import edge_quantizer, options
 from keras_reuse.export import rewrite as litert_rewrite
-from keras_reuse.export.options import (
-    CALIBRATED,
-    FLOAT32_RTOL,
-    INT8_LAYOUTS,
-    MAX_CALIBRATION_SAMPLES,
-    MIN_TOP1_AGREEMENT,
-    QUANTIZATIONS,
-    QUANTIZERS,
-    TFLITE_INSTEAD,
-    check_combinations,
-)
+from keras_reuse.export.options import check_combinations
 from keras_reuse.layers import DepthwiseConv2D, GroupedPointwiseConv
 from keras_reuse.reuse.graph import graph_nodes
 from keras_reuse.utils import atomic
@@ -448,7 +438,7 @@ def _converter(
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    elif quantization in CALIBRATED:
+    elif quantization in options.CALIBRATED:
 
         def representative_dataset() -> Iterable[list[np.ndarray]]:
             for image in calibration:
@@ -521,15 +511,15 @@ def _verify(
         figures["keras_accuracy"] = float(np.mean(keras_top1 == labels))
         figures["tflite_accuracy"] = float(np.mean(litert_top1 == labels))
     if quantization is None:
-        figures["criterion"] = f"relative error <= {FLOAT32_RTOL:g}"
-        if not max_abs_error <= FLOAT32_RTOL * output_scale:
+        figures["criterion"] = f"relative error <= {options.FLOAT32_RTOL:g}"
+        if not max_abs_error <= options.FLOAT32_RTOL * output_scale:
             raise VerificationError(
                 f"The float32 TFLite model differs from Keras by up to {max_abs_error:.3g} "
-                f"on {len(images)} samples, more than {FLOAT32_RTOL:g} x the output scale "
+                f"on {len(images)} samples, more than {options.FLOAT32_RTOL:g} x the output scale "
                 f"{output_scale:.3g}; nothing was written to {path!r}."
             )
     else:
-        minimum = MIN_TOP1_AGREEMENT[quantization] if minimum is None else minimum
+        minimum = options.MIN_TOP1_AGREEMENT[quantization] if minimum is None else minimum
         figures["criterion"] = f"top-1 agreement >= {minimum:.1%}"
         if not agreement >= minimum:
             raise VerificationError(
@@ -551,19 +541,20 @@ def _check_values(
     min_top1_agreement: Any,
 ) -> None:
     """Each option's value on its own (`options.check_combinations` checks them together)."""
-    if quantization not in QUANTIZATIONS:
+    if quantization not in options.QUANTIZATIONS:
         raise ValueError(
-            f"`quantization` must be one of {QUANTIZATIONS}. "
+            f"`quantization` must be one of {options.QUANTIZATIONS}. "
             f"Received: quantization={quantization!r}"
         )
     check_bool("fold_batchnorm", fold_batchnorm)
-    if int8_layout not in INT8_LAYOUTS:
+    if int8_layout not in options.INT8_LAYOUTS:
         raise ValueError(
-            f"`int8_layout` must be one of {INT8_LAYOUTS}. Received: int8_layout={int8_layout!r}"
+            f"`int8_layout` must be one of {options.INT8_LAYOUTS}. "
+            f"Received: int8_layout={int8_layout!r}"
         )
-    if quantizer not in QUANTIZERS:
+    if quantizer not in options.QUANTIZERS:
         raise ValueError(
-            f"`quantizer` must be one of {QUANTIZERS}. Received: quantizer={quantizer!r}"
+            f"`quantizer` must be one of {options.QUANTIZERS}. Received: quantizer={quantizer!r}"
         )
     check_bool("verify", verify)
     if max_verification_samples is not None and (
@@ -740,7 +731,7 @@ def to_tflite(
             the OS refuses the write (full disk, read-only directory); a
             previous file at `path` is left as it was.
     """
-    require_tensorflow("TFLite export (to_tflite)", TFLITE_INSTEAD)
+    require_tensorflow("TFLite export (to_tflite)", options.TFLITE_INSTEAD)
     input_shape = _input_shape(model)
     path = _check_path(path)
     _check_values(
@@ -785,9 +776,9 @@ def to_tflite(
 
     # Read the images first: a dataset of the wrong shape fails before conversion.
     calibration = None
-    if quantization in CALIBRATED:
+    if quantization in options.CALIBRATED:
         calibration, _ = _images(
-            "representative_data", representative_data, input_shape, MAX_CALIBRATION_SAMPLES
+            "representative_data", representative_data, input_shape, options.MAX_CALIBRATION_SAMPLES
         )
     if verify:
         source, images, labels = _verification_images(

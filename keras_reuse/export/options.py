@@ -66,6 +66,9 @@ class OptionError(ValueError):
         )
         super().__init__(self.python_message())
 
+    def __reduce__(self):  # pickles (multiprocessing, subprocess tests)
+        return (type(self), (self.argument, self.value, self.needs, self.received, self.why))
+
     def python_message(self) -> str:
         """The message in `to_tflite`'s terms."""
 

@@ -4,8 +4,8 @@ What runs where, on purpose. Every layer has one generic implementation in
 `keras.ops`, which is what the JAX and PyTorch backends run, on any device.
 On the TensorFlow backend three fast paths replace parts of it, each behind a
 `keras.backend.backend() == "tensorflow"` check and tested against the
-generic code (tests/test_layers.py, forward and gradient; with oneDNN on
-too, by tests/test_onednn_paths.py):
+generic code (tests/layers/test_layers.py, forward and gradient; with oneDNN on
+too, by tests/layers/test_onednn_paths.py):
 
 * `GroupedPointwiseConv` inference: one grouped `tf.nn.conv2d`, faster than
   the per-group matmuls on CPU, with its gradient written out (TensorFlow's
@@ -24,9 +24,9 @@ too, by tests/test_onednn_paths.py):
   as a multiplier-1 depthwise convolution of the channel-repeated input.
   oneDNN's multiplier-2 kernels for the forward pass and the input
   gradient run slower than its multiplier-1 kernels on the same output
-  (docs, "Performance").
+  (README, "Performance").
 
-The choices were measured on CPU (docs, "Performance"). On a GPU the same
+The choices were measured on CPU (README, "Performance"). On a GPU the same
 code runs (cuDNN serves the grouped conv2d and the fused BatchNorm), and
 Keras's default `jit_compile="auto"` compiles TensorFlow and JAX training
 steps with XLA; whether the native grouped convolution is faster there than
@@ -238,7 +238,7 @@ def depthwise_conv(x, kernel, strides=1, padding: str = "same", dilation_rate=1,
     the input's channels are repeated M times and convolved with multiplier
     1: the same products and sums, in the kernel layout oneDNN serves fast.
     Forward plus both gradients run faster per stage than the stock op at
-    LruNet-14's shapes (docs, "Performance").
+    LruNet-14's shapes (README, "Performance").
 
     Args:
         x: Activations `(N, H, W, C)`.

@@ -7,7 +7,7 @@ from the command line. The parts: `config` (the spec, `errors` its error),
 callbacks from a spec), `trainer` (the run), `callbacks`, `optimizers` (the
 papers' coupled SGD and compile recipe), `precision` and `distribute`. The
 names below load on first use, so the command line reads a spec's flags
-before TensorFlow and TFDS start.
+before the trainer and TFDS load.
 """
 
 from keras_reuse.utils.lazy import attribute_loader

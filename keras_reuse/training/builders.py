@@ -1,6 +1,6 @@
 """Builders of a run's parts from a `TrainConfig`: model, datasets, compile, callbacks.
 
-`keras_reuse.training.trainer.train` is their orchestration; the study, the
+`keras_reuse.training.train` is their orchestration; the study, the
 benchmarks and the examples build the same parts the same way. Every
 builder turns a library error about a field into a `ConfigError` naming
 it, before anything is written.
@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 from keras_reuse import applications, data
+from keras_reuse.applications.lrunet.model import unroll_reuse_loops
 from keras_reuse.reuse.sharing import unshare
 from keras_reuse.training.callbacks import (
     AtomicBackupAndRestore,
@@ -91,7 +92,9 @@ def build_model(config: TrainConfig, info: data.DatasetInfo, **overrides: Any) -
     """
     model_args = {**config.model_args, **overrides}
     model = create_model(config.model, model_args, info.num_classes, info.input_shape)
-    return unshare(model) if config.unshare else model
+    # A looped LruNet stage is one layer called once: unrolled first, every
+    # call of its shared layers gets a layer of its own.
+    return unshare(unroll_reuse_loops(model)) if config.unshare else model
 
 
 @dataclasses.dataclass(frozen=True)

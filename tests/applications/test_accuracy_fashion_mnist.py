@@ -1,6 +1,6 @@
 """The published Fashion-MNIST LruNets, as shipped, reproduce the authors' accuracy.
 
-The presets' weights files (keras_reuse/applications/weights/) run in a
+The presets' weights files (keras_reuse/applications/lrunet/weights/) run in a
 process where `import torch` fails, in Keras and (LruNet-10) as a float32
 .tflite; the figures come from the presets table, the one place they are
 written. Named test_accuracy_* to be scheduled first (see test_accuracy_cifar10.py).
@@ -10,7 +10,7 @@ import pytest
 from published import preset_accuracy_without_torch
 
 from keras_reuse.applications.lrunet.presets import PRESETS
-from keras_reuse.export.litert import FLOAT32_RTOL
+from keras_reuse.export import FLOAT32_RTOL
 
 
 def test_lrunet1_reproduces_the_published_accuracy():

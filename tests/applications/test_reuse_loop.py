@@ -171,7 +171,7 @@ def test_precise_batchnorm_gives_each_iteration_its_own_statistics():
 
 
 def test_tflite_export_unrolls_the_loops(tmp_path):
-    from keras_reuse.export.litert import to_tflite
+    from keras_reuse.export import to_tflite
 
     unrolled, looped = runner.build_pair(2)
     looped_report = to_tflite(looped, tmp_path / "looped.tflite")  # verified against `looped`

@@ -52,19 +52,14 @@ def test_the_console_script_and_python_m_are_one_program():
     (script,) = importlib.metadata.entry_points(group="console_scripts", name="keras-reuse")
     assert script.value == "keras_reuse.cli:run"
     env = _clean_environment()
-    module = subprocess.run(
-        [sys.executable, "-m", "keras_reuse", "--help"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    command = subprocess.run(
-        [sys.executable, "-c", "import sys; from keras_reuse.cli import run; run()", "--help"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    module, command = (
+        subprocess.run(
+            [sys.executable, *args, "--help"], env=env, capture_output=True, text=True, timeout=120
+        )
+        for args in (
+            ["-m", "keras_reuse"],
+            ["-c", "import sys; from keras_reuse.cli import run; run()"],
+        )
     )
     assert module.returncode == command.returncode == 0, module.stderr + command.stderr
     assert module.stdout == command.stdout

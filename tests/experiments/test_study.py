@@ -16,6 +16,7 @@ from matplotlib import image
 from keras_reuse import reuse_summary, training
 from keras_reuse.applications import LruNet
 from keras_reuse.experiments import study, study_results
+from keras_reuse.training import builders
 
 TINY_FLAGS = [
     "--epochs=1",
@@ -250,3 +251,14 @@ def test_plots_and_csv_round_trip_of_given_rows(tmp_path):
     assert study.read_csv(str(csv_path), study.EpochRow) == epoch_rows
     with pytest.raises(ValueError, match="at least one study row"):
         study.plot([], str(tmp_path))
+
+
+def test_the_control_of_a_looped_lrunet_is_unrolled_then_unshared():
+    # A looped stage is one layer called once: unsharing it alone would
+    # leave the shared network (the default layout under JAX and on GPUs).
+    info = builders.dataset_info(TINY)
+    looped = dataclasses.replace(TINY, model_args={"layer_reuse": 2, "reuse_loop": True})
+    control = reuse_summary(builders.build_model(dataclasses.replace(looped, unshare=True), info))
+    shared = reuse_summary(builders.build_model(looped, info))
+    assert shared.unique_params < shared.unrolled_params
+    assert control.unique_params == control.unrolled_params == shared.unrolled_params

@@ -21,10 +21,10 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from ai_edge_litert.tools import flatbuffer_utils
 from locations import SHARED as SHARED_PATH
 
-from keras_reuse import LruNet, applications, cli, data
-from keras_reuse.export import litert as export
+from keras_reuse import LruNet, applications, cli, data, export
+from keras_reuse.export import ExportReport, VerificationError, to_tflite
+from keras_reuse.export import litert as litert_module
 from keras_reuse.export import rewrite as litert_rewrite
-from keras_reuse.export.litert import ExportReport, VerificationError, to_tflite
 
 SHARED = SHARED_PATH
 CHECKPOINTS = SHARED / "pretrained" / "lrunet-pytorch"
@@ -490,9 +490,9 @@ def test_published_lrunet10_meets_the_int8_bar_with_stage1_kept_finer(
 def test_failed_verification_leaves_no_file(small_lrunet, tmp_path, monkeypatch):
     path = tmp_path / "model.tflite"
     path.write_bytes(b"previous export")
-    run = export._run_litert
+    run = litert_module._run_litert
     # A file whose outputs are off by 1: as if the converter had miscompiled it.
-    monkeypatch.setattr(export, "_run_litert", lambda *args: run(*args) + 1.0)
+    monkeypatch.setattr(litert_module, "_run_litert", lambda *args: run(*args) + 1.0)
     with pytest.raises(
         VerificationError, match=r"differs from Keras by up to 1.*nothing was written"
     ):
@@ -613,7 +613,7 @@ def test_quantized_export_below_its_agreement_bar_is_refused(lrunet1, fashion_mn
 )
 def test_bad_arguments_fail_before_any_work(small_lrunet, tmp_path, monkeypatch, kwargs, message):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(export, "_converter", lambda *a: pytest.fail("converted"))
+    monkeypatch.setattr(litert_module, "_converter", lambda *a: pytest.fail("converted"))
     arguments = {"model": small_lrunet, "path": "out.tflite", **kwargs}
     with pytest.raises(ValueError, match=message):
         to_tflite(**arguments)
@@ -624,7 +624,7 @@ def test_layers_named_only_in_a_looped_model_are_refused(tmp_path, monkeypatch):
     # The looped stage "stage1" is unrolled for export into stage1_reuse*
     # layers: a regex matching only the loop matches nothing in the file.
     model = LruNet(layer_reuse=2, input_shape=(28, 28, 1), reuse_loop=True)
-    monkeypatch.setattr(export, "_converter", lambda *a: pytest.fail("converted"))
+    monkeypatch.setattr(litert_module, "_converter", lambda *a: pytest.fail("converted"))
     with pytest.raises(ValueError, match=r"matches no layer of the exported graph.*'\^stage1\$'"):
         to_tflite(
             model,
@@ -639,7 +639,7 @@ def test_layers_named_only_in_a_looped_model_are_refused(tmp_path, monkeypatch):
 
 def test_ai_edge_quantizer_missing_says_how_to_install(small_lrunet, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ai_edge_quantizer", None)  # import fails
-    monkeypatch.setattr(export, "_converter", lambda *a: pytest.fail("converted"))
+    monkeypatch.setattr(litert_module, "_converter", lambda *a: pytest.fail("converted"))
     with pytest.raises(ImportError, match=r"pip install \"keras-reuse\[quantizer\]\""):
         to_tflite(
             small_lrunet,
@@ -664,8 +664,8 @@ def test_dataset_images_are_checked_before_conversion(small_lrunet, tmp_path, mo
         lambda x, y: (keras.ops.image.resize(x, (32, 32)), y)
     )
     message = r"`verification_data` must yield images of shape \(28, 28, 1\).*"
-    converter = export._converter
-    monkeypatch.setattr(export, "_converter", lambda *a: pytest.fail("converted"))
+    converter = litert_module._converter
+    monkeypatch.setattr(litert_module, "_converter", lambda *a: pytest.fail("converted"))
     with pytest.raises(ValueError, match=message + r"element shape \(None, 32, 32, 1\)"):
         to_tflite(small_lrunet, tmp_path / "out.tflite", verification_data=cifar_like)
     # Undeclared sizes are only known when read, still before converting.
@@ -677,7 +677,7 @@ def test_dataset_images_are_checked_before_conversion(small_lrunet, tmp_path, mo
         to_tflite(small_lrunet, tmp_path / "out.tflite", verification_data=cifar_like.repeat())
     assert os.listdir(tmp_path) == []
 
-    monkeypatch.setattr(export, "_converter", converter)
+    monkeypatch.setattr(litert_module, "_converter", converter)
     report = to_tflite(
         small_lrunet, tmp_path / "out.tflite", verification_data=images_of_unknown_size(28)
     )

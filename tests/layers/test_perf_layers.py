@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_reuse.applications import lrunet, sharesnet
+from keras_reuse.applications import lrunet
 from keras_reuse.applications.common import LayerTypes
+from keras_reuse.applications.sharesnet import model as sharesnet
 from keras_reuse.layers import ChannelShuffle, FusedBatchNormalization, GroupedPointwiseConv
 from keras_reuse.layers.ops import (
     channel_shuffle_permutation,

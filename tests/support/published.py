@@ -70,7 +70,7 @@ def preset_accuracy_without_torch(name: str, dataset: str, tflite_path=None) -> 
 
 def tflite_accuracy(model: keras.Model, dataset_name: str, path: str) -> dict:
     """Exports `model` to float32 TFLite, verified on the whole test split."""
-    from keras_reuse.export.litert import to_tflite
+    from keras_reuse.export import to_tflite
 
     test = data.load(dataset_name, split="test", batch_size=500, augment=False, shuffle=False)
     report = to_tflite(model, path, verification_data=test)

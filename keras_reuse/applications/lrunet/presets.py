@@ -37,7 +37,7 @@ class LruNetPreset:
         eval_dataset: The TFDS dataset on which `accuracy` is reproduced here.
         accuracy: Test accuracy (%) of the shipped weights on `eval_dataset`.
         checkpoint: The authors' file the weights were converted from.
-        file: The weights file inside `keras_reuse/applications/weights/`.
+        file: The weights file inside `keras_reuse/applications/lrunet/weights/`.
         sha256: The file's SHA-256, checked before it is loaded.
     """
 

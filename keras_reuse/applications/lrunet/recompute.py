@@ -17,12 +17,12 @@ recomputed; its gradient takes the form its forward took
 (`keras_reuse.layers.grouped_pointwise`: oneDNN's grouped convolution for
 narrow groups where oneDNN runs, per-group matmuls otherwise).
 
-The price is time (docs, "Memory"), so `LruStage(recompute=True)` is
+The price is time (README, "Trading time for memory"), so `LruStage(recompute=True)` is
 opt-in. The forward is the same ops as
 autodiff's graph, so the outputs and batch statistics are bit-identical;
 the backward calls the gradient kernels TensorFlow's
 registered gradients call (`nn_grad.py`) on recomputed inputs, so the
-gradients agree to float32 rounding (tests/test_lean_iteration.py).
+gradients agree to float32 rounding (tests/applications/test_lean_iteration.py).
 TensorFlow only: `keras_reuse.applications.lrunet.stage.LruStage` uses it in training on
 the TensorFlow backend.
 """

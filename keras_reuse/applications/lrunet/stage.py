@@ -30,10 +30,10 @@ PyTorch: a Python loop). On TensorFlow, as in `keras_reuse.layers`, the
 training-mode BatchNorm is one `FusedBatchNormV3` and the inference-mode
 pointwise convolution one grouped `tf.nn.conv2d` (in training too, for
 narrow groups where oneDNN runs: `layers.grouped_pointwise`); tested against the
-generic path (`tests/test_reuse_loop.py`). With `recompute=True`, TensorFlow
+generic path (`tests/applications/test_reuse_loop.py`). With `recompute=True`, TensorFlow
 trains each iteration as `keras_reuse.applications.lrunet.recompute.lean_iteration`, a
 custom gradient that keeps a quarter of the activations
-(`tests/test_lean_iteration.py`).
+(`tests/applications/test_lean_iteration.py`).
 
 Weight layout (names inside the layer, which is named `stage{k}`):
 
