@@ -6,8 +6,8 @@ TensorFlow reads `TF_ENABLE_ONEDNN_OPTS` once, when it starts, and on x86
 CPUs without AVX-512 VNNI, bfloat16 or AMX it leaves oneDNN off unless the
 variable is 1. Importing `keras_reuse` before TensorFlow starts sets it
 (`keras_reuse.startup`); a script that imports Keras first starts TensorFlow
-with TensorFlow's own default. Each figure is a fresh process with no
-TensorFlow variable set, whose first line is `import keras`, `import
+with TensorFlow's own default. Each figure is a fresh process with
+`TF_ENABLE_ONEDNN_OPTS` unset, whose first line is `import keras`, `import
 keras_reuse` or `import torch` (the PyTorch reference of the same network,
 `torch_reference/`); the three take turns, in rotated order every round.
 Each Keras child builds the model, calls plain `model.fit` to the end of its
@@ -175,8 +175,8 @@ def markdown(rows: list[dict[str, Any]], command: str, machine: str, batch: int)
     rounds = max(len(r) for row in rows for r in row["rounds"].values())
     lines = [
         f"Measured with `{command}` on {machine}. Plain `model.fit`, batch {batch}, "
-        "no TensorFlow variable set; a fresh process per figure, the three first imports "
-        f"taking turns, medians of {rounds} rounds.",
+        "`TF_ENABLE_ONEDNN_OPTS` unset (TensorFlow's logs silenced); a fresh process per "
+        f"figure, the three first imports taking turns, medians of {rounds} rounds.",
         "",
         "| model | script starts with | TensorFlow oneDNN | train img/s | x PyTorch "
         "| first step s |",
