@@ -7,16 +7,22 @@ own; `prepare(name, source_dir)` builds a TFDS dataset from original files
 without network and `list_datasets()` shows what a data directory holds.
 """
 
-from keras_reuse.data.augment import augment_images
-from keras_reuse.data.loading import (
-    OFFLINE_DATASETS,
-    DatasetInfo,
-    DatasetNotPreparedError,
-    info,
-    load,
-    resolve_data_dir,
-)
-from keras_reuse.data.offline import DatasetStatus, SourceFileError, list_datasets, prepare
+from keras_reuse.utils.backends import require_installed
+
+try:
+    from keras_reuse.data.augment import augment_images
+    from keras_reuse.data.loading import (
+        OFFLINE_DATASETS,
+        DatasetInfo,
+        DatasetNotPreparedError,
+        info,
+        load,
+        resolve_data_dir,
+    )
+    from keras_reuse.data.offline import DatasetStatus, SourceFileError, list_datasets, prepare
+except ImportError:  # Optional: TensorFlow and TFDS; say so clearly where they are missing
+    require_installed("keras_reuse.data", ("tensorflow", "tensorflow_datasets"))
+    raise
 
 __all__ = [
     "OFFLINE_DATASETS",

@@ -49,7 +49,6 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_reuse.applications.lrunet.model import unroll_reuse_loops
 from keras_reuse.export import edge_quantizer, options
@@ -58,8 +57,14 @@ from keras_reuse.export.options import check_combinations
 from keras_reuse.layers import DepthwiseConv2D, GroupedPointwiseConv
 from keras_reuse.reuse.graph import graph_nodes
 from keras_reuse.utils import atomic
-from keras_reuse.utils.backends import require_tensorflow
+from keras_reuse.utils.backends import require_installed, require_tensorflow
 from keras_reuse.utils.checks import check_bool
+
+try:
+    import tensorflow as tf
+except ImportError:  # Optional: TensorFlow, for the converter; say so clearly
+    require_installed("TFLite export (keras_reuse.export.to_tflite)")
+    raise
 
 _RANDOM_SAMPLES = 32
 _VERIFY_BATCH = 64

@@ -254,9 +254,22 @@ def unshare(model: keras.Model) -> keras.Model:
 
     Raises:
         ValueError: for a model that is not functional or holds nested
-            models, or when a new name is already a layer's name.
+            models, a model with a layer that reuses its weights inside one
+            call (a looped LruNet stage), or when a new name is already a
+            layer's name.
     """
     graph = _functional(model, "unshare")
+    looped = [layer.name for layer in graph.layers if hasattr(layer, "reuse_rows")]
+    if looped:
+        # Such a layer (a looped LruNet stage) reuses its weights inside one
+        # call, out of reach of a graph rewrite: unsharing around it would
+        # leave it shared.
+        raise ValueError(
+            f"`unshare` rewrites calls of layers, but layer(s) {looped} of model "
+            f"{graph.name!r} reuse their weights inside one call (a looped stage). Unroll "
+            "them first: keras_reuse.applications.lrunet.model.unroll_reuse_loops(model), "
+            "or build LruNet(..., reuse_loop=False)."
+        )
     calls = layer_calls(graph_nodes(graph))
     taken = {layer.name for layer in graph.layers}
     for layer, count in calls.items():

@@ -1,14 +1,44 @@
 """Which Keras backend runs, and a clear error where a feature needs TensorFlow.
 
 The models and layers run on every Keras backend (TensorFlow, JAX,
-PyTorch). TFLite export and `tf.distribute` strategies are TensorFlow
-programs: under another backend they fail early with `require_tensorflow`'s
-message, naming the backend and what to use instead.
+PyTorch), with or without TensorFlow installed. TFLite export and
+`tf.distribute` strategies are TensorFlow programs: under another backend
+they fail early with `require_tensorflow`'s message, naming the backend and
+what to use instead; where TensorFlow (or TFDS) is not installed, the parts
+that need it fail when imported with `require_installed`'s message.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+
 import keras
+
+
+def require_installed(feature: str, modules: tuple[str, ...] = ("tensorflow",)) -> None:
+    """Raises ImportError naming `feature` unless every module in `modules` is installed.
+
+    Args:
+        feature: What needs them, e.g. "keras_reuse.data".
+        modules: Importable names, e.g. `("tensorflow", "tensorflow_datasets")`.
+
+    Raises:
+        ImportError: naming `feature`, the missing modules and how to install them.
+    """
+    missing = [m for m in modules if _missing(m)]
+    if missing:
+        raise ImportError(
+            f"{feature} needs {' and '.join(missing)}, which this environment lacks. "
+            "The models and layers run without it (on KERAS_BACKEND=jax or torch); for this, "
+            'install the package\'s default dependencies: pip install "keras-reuse".'
+        )
+
+
+def _missing(module: str) -> bool:
+    if module in sys.modules:
+        return sys.modules[module] is None  # blocked
+    return importlib.util.find_spec(module) is None
 
 
 def require_tensorflow(feature: str, instead: str) -> None:

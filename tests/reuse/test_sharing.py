@@ -341,3 +341,10 @@ def test_unshare_refuses_a_name_it_would_make_that_exists():
     model = keras.Model(inputs, keras.layers.Dense(4, name="d_call2")(x))
     with pytest.raises(ValueError, match=r"already has layer\(s\) \['d_call2'\]"):
         unshare(model)
+
+
+def test_unshare_refuses_a_looped_stage_instead_of_leaving_it_shared():
+    with pytest.raises(
+        ValueError, match=r"reuse their weights inside one call.*unroll_reuse_loops"
+    ):
+        unshare(LruNet(layer_reuse=2, reuse_loop=True))
