@@ -71,7 +71,7 @@ def default_reuse_loop() -> bool:
 
     JAX always compiles with XLA, and Keras's `compile(jit_compile="auto")`
     turns XLA on for TensorFlow when a GPU is visible. XLA's compile time
-    grows with the unrolled graph (CPU, docs/reuse_loop.md: the unrolled
+    grows with the unrolled graph (CPU, docs/reports/reuse-loop.md: the unrolled
     LruNet-2's first JAX step 473 s against 38.5 s looped; unrolled
     LruNet-4 with `jit_compile=True` more than 600 s against 124 s), so
     there the stages are loops. TensorFlow without a GPU (no XLA by
