@@ -11,7 +11,7 @@ left alone.
 - `TF_ENABLE_ONEDNN_OPTS=1` on x86-64 CPUs where TensorFlow leaves oneDNN
   off: those without AVX-512 VNNI, AVX-VNNI, AVX-512 bfloat16 or AMX (an
   AVX2-only AMD EPYC, for one), where our models train much faster with it
-  on (README, "Performance"). Where oneDNN is TensorFlow's own default the
+  on (docs/performance.md). Where oneDNN is TensorFlow's own default the
   variable is left unset.
 
 Where TensorFlow had started with oneDNN off before the package was

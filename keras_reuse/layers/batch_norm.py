@@ -29,8 +29,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     it is `BatchNormalization`, and the weights and `.keras` files are
     interchangeable between backends.
 
-    Args:
-        **kwargs: Those of `keras.layers.BatchNormalization`.
+    It takes the arguments of `keras.layers.BatchNormalization`.
     """
 
     def _fusable(self, inputs, mask) -> bool:

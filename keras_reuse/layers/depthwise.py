@@ -22,8 +22,7 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
     `keras_reuse.to_tflite` exports it as the parent (one TFLite depthwise
     op with the multiplier).
 
-    Args:
-        **kwargs: Those of `keras.layers.DepthwiseConv2D`.
+    It takes the arguments of `keras.layers.DepthwiseConv2D`.
     """
 
     def call(self, inputs):

@@ -20,13 +20,13 @@ too, by tests/layers/test_onednn_paths.py):
 * `DepthwiseConv2D` with a depth multiplier above 1, where TensorFlow runs
   its CPU kernels through oneDNN (its default on x86 CPUs with AVX-512 VNNI,
   bfloat16 or AMX, and
-  under the `keras-reuse` command on any x86-64): the same convolution
+  where importing `keras_reuse` turns it on: any other x86-64): the same convolution
   as a multiplier-1 depthwise convolution of the channel-repeated input.
   oneDNN's multiplier-2 kernels for the forward pass and the input
   gradient run slower than its multiplier-1 kernels on the same output
-  (README, "Performance").
+  (docs/performance.md).
 
-The choices were measured on CPU (README, "Performance"). On a GPU the same
+The choices were measured on CPU (docs/performance.md). On a GPU the same
 code runs (cuDNN serves the grouped conv2d and the fused BatchNorm), and
 Keras's default `jit_compile="auto"` compiles TensorFlow and JAX training
 steps with XLA; whether the native grouped convolution is faster there than
@@ -74,7 +74,7 @@ def trains_grouped_conv2d(x, cin_g: int) -> bool:
     machine without a GPU). There the grouped form is the slower one:
     LruNet-1 at batch 128 trained at 50 images/s against the matmuls' 60
     (AVX2 EPYC, oneDNN on, a scratch A/B), both far below the 1,190 images/s
-    without XLA (README, "Backends and devices").
+    without XLA (docs/guides/backends.md).
     """
     return (
         cin_g <= _ONEDNN_GROUPED_MAX_CIN
@@ -234,16 +234,18 @@ def depthwise_conv(x, kernel, strides=1, padding: str = "same", dilation_rate=1,
 
     On TensorFlow's CPU with oneDNN (on by default on x86 CPUs with AVX-512
     VNNI, bfloat16 or AMX;
-    the `keras-reuse` command turns it on on others) and M > 1,
+    importing `keras_reuse` turns it on on others) and M > 1,
     the input's channels are repeated M times and convolved with multiplier
     1: the same products and sums, in the kernel layout oneDNN serves fast.
     Forward plus both gradients run faster per stage than the stock op at
-    LruNet-14's shapes (README, "Performance").
+    LruNet-14's shapes (docs/performance.md).
 
     Args:
         x: Activations `(N, H, W, C)`.
         kernel: `(kh, kw, C, M)`.
-        strides, padding, dilation_rate: As `keras.ops.depthwise_conv`.
+        strides: As `keras.ops.depthwise_conv`.
+        padding: As `keras.ops.depthwise_conv`.
+        dilation_rate: As `keras.ops.depthwise_conv`.
         fast: Allow the oneDNN form (False: the stock op, for tests).
 
     Returns:
@@ -367,7 +369,7 @@ def channel_shuffle(x, groups: int = 2, swap_halves: bool = False):
     (the same permutation) copies one element at a time on TensorFlow's CPU,
     and measured with its gradient at LruNet-14's stage shapes (batch 128,
     oneDNN on) it took 1.2-1.7x as long; in a .tflite file its PACK is an
-    op XNNPACK does not take (README, "Export").
+    op XNNPACK does not take (docs/reports/int8-bytes.md).
 
     Args:
         x: A tensor of rank >= 2, channels last; `C` divisible by `groups`

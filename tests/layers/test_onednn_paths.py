@@ -2,11 +2,11 @@
 
 `keras_reuse.layers` takes other code paths where TensorFlow runs its CPU
 kernels through oneDNN (the depthwise convolution's multiplier-1 form, the
-grouped 1x1 convolution trained natively), and the `keras-reuse` command
-turns oneDNN on. TensorFlow reads `TF_ENABLE_ONEDNN_OPTS` once, at start-up,
-and leaves oneDNN off on x86 CPUs without AVX-512 VNNI, bfloat16 or AMX
-(such as this project's CI machine), so a test process there never takes
-those paths. This file runs the layer tests again in a child pytest with
+grouped 1x1 convolution trained natively). TensorFlow reads
+`TF_ENABLE_ONEDNN_OPTS` once, at start-up; importing `keras_reuse` turns
+oneDNN on where TensorFlow would leave it off (x86 CPUs without AVX-512
+VNNI, bfloat16 or AMX), and the test suite turns it off, so a test process
+never takes those paths. This file runs the layer tests again in a child pytest with
 `TF_ENABLE_ONEDNN_OPTS=1`.
 """
 

@@ -286,8 +286,8 @@ def LruNet(
         recompute: Trade training time for memory on TensorFlow: the looped
             stages keep 2C instead of about 8C activations per position
             for the backward pass and recompute the rest there
-            (`keras_reuse.applications.lrunet.recompute`; LruNet-14 at batch 128: about
-            20% slower, a third of the live memory). Implies
+            (`keras_reuse.applications.lrunet.recompute`; slower, in a
+            fraction of the live memory: docs/reports/memory.md). Implies
             `reuse_loop=True`; refused with `reuse_loop=False`.
         _layer_types: Private: the layer classes to build from (the
             benchmarks' and tests' stock-Keras baselines).

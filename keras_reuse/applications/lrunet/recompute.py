@@ -17,7 +17,7 @@ recomputed; its gradient takes the form its forward took
 (`keras_reuse.layers.grouped_pointwise`: oneDNN's grouped convolution for
 narrow groups where oneDNN runs, per-group matmuls otherwise).
 
-The price is time (README, "Trading time for memory"), so `LruStage(recompute=True)` is
+The price is time (docs/reports/memory.md), so `LruStage(recompute=True)` is
 opt-in. The forward is the same ops as
 autodiff's graph, so the outputs and batch statistics are bit-identical;
 the backward calls the gradient kernels TensorFlow's

@@ -71,10 +71,8 @@ def default_reuse_loop() -> bool:
 
     JAX always compiles with XLA, and Keras's `compile(jit_compile="auto")`
     turns XLA on for TensorFlow when a GPU is visible. XLA's compile time
-    grows with the unrolled graph (CPU, docs/reports/reuse-loop.md: the unrolled
-    LruNet-2's first JAX step 473 s against 38.5 s looped; unrolled
-    LruNet-4 with `jit_compile=True` more than 600 s against 124 s), so
-    there the stages are loops. TensorFlow without a GPU (no XLA by
+    grows with the unrolled graph, many times over the looped one's
+    (docs/reports/reuse-loop.md), so there the stages are loops. TensorFlow without a GPU (no XLA by
     default) and PyTorch keep the unrolled, published layout, one layer per
     call.
 
@@ -136,8 +134,8 @@ class LruStage(keras.layers.Layer):
             `keras_reuse.applications.lrunet.recompute.lean_iteration`, which keeps 2C
             instead of about 8C activations per position for the backward
             pass and recomputes the depthwise convolution and the first
-            BatchNorm there (LruNet-14: about 20% slower, a third of the
-            memory). Same results. Other backends train as without it.
+            BatchNorm there (slower, in a fraction of the memory:
+            docs/reports/memory.md). Same results. Other backends train as without it.
         unroll: Trace the body N times in Python instead of a
             `fori_loop` (same weights and arithmetic). None (default):
             unrolled for N = 1 except under JAX. On TensorFlow one
