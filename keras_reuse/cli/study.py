@@ -84,6 +84,9 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(error.flag_message()) from error
     print(study.format_table(result.rows))
     print(study.format_summary(result.rows))
+    differences = study.format_differences(result.rows)
+    if differences:
+        print(differences)
     print(f"table: {result.csv_path}")
     print(f"per-epoch table: {result.epochs_csv_path}")
     print(f"plots: {', '.join(result.plots.values())}")

@@ -1,9 +1,10 @@
 """The layer-reuse study's results: arms, rows, their CSV files and their tables.
 
 `StudyRow` is one run's final result (an arm and a seed), `EpochRow` one
-epoch of one run; `read_csv` reads the study's CSVs back, `format_table` and
-`format_summary` write Markdown. The runner is `keras_reuse.experiments.study`,
-the plots `keras_reuse.experiments.study_plots`.
+epoch of one run; `read_csv` reads the study's CSVs back, `difference`
+compares two arms with a confidence interval, and `format_table`,
+`format_summary` and `format_differences` write Markdown. The runner is
+`keras_reuse.experiments.study`, the plots `keras_reuse.experiments.study_plots`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 import statistics
 from collections.abc import Sequence
 from typing import Any
+
+from scipy import stats
 
 CSV_NAME = "layer_reuse_study.csv"
 EPOCHS_CSV_NAME = "layer_reuse_study_epochs.csv"
@@ -246,4 +249,117 @@ def format_summary(rows: Sequence[StudyRow]) -> str:
         n = arm.layer_reuse if arm.shared else f"{arm.layer_reuse} unshared"
         params = group[0].trainable_params
         lines.append(f"| {n} | {len(group)} | {mean:.2f} ± {std:.2f} | {params:,} |")
+    return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class Difference:
+    """Arm `a`'s mean final test accuracy minus arm `b`'s, in points, with its interval.
+
+    Attributes:
+        a: The arm whose mean comes first.
+        b: The arm subtracted.
+        mean: The difference of the means (points).
+        low: The interval's lower end (points).
+        high: The interval's upper end (points).
+        confidence: The interval's confidence level, e.g. 0.95.
+        dof: Welch-Satterthwaite degrees of freedom of the interval.
+    """
+
+    a: Arm
+    b: Arm
+    mean: float
+    low: float
+    high: float
+    confidence: float
+    dof: float
+
+
+def difference(
+    rows: Sequence[StudyRow], a: Arm, b: Arm, confidence: float = 0.95
+) -> Difference:
+    """Compares two arms' final test accuracies over their seeds (Welch's t interval).
+
+    The seeds are independent samples of each arm; the arms' variances are
+    not assumed equal.
+
+    Args:
+        rows: The study's rows.
+        a: The arm whose mean comes first.
+        b: The arm subtracted.
+        confidence: The interval's confidence level, in (0, 1).
+
+    Returns:
+        The difference `a - b` in percentage points, with its interval.
+
+    Raises:
+        ValueError: An arm with fewer than two runs, or `confidence` outside (0, 1).
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"`confidence` must be in (0, 1), got {confidence!r}")
+    groups = group_by_arm(rows)
+    samples = []
+    for arm in (a, b):
+        values = [100 * r.test_accuracy for r in groups.get(arm, [])]
+        if len(values) < 2:
+            raise ValueError(
+                f"Arm {arm.label} has {len(values)} run(s); an interval needs at least 2 seeds"
+            )
+        samples.append(values)
+    (mean_a, std_a), (mean_b, std_b) = (mean_std(values) for values in samples)
+    var_a, var_b = (std**2 / len(v) for std, v in zip((std_a, std_b), samples, strict=True))
+    mean = mean_a - mean_b
+    if var_a + var_b == 0:
+        return Difference(a, b, mean, mean, mean, confidence, float("inf"))
+    dof = (var_a + var_b) ** 2 / (
+        var_a**2 / (len(samples[0]) - 1) + var_b**2 / (len(samples[1]) - 1)
+    )
+    half = float(stats.t.ppf((1 + confidence) / 2, dof)) * (var_a + var_b) ** 0.5
+    return Difference(a, b, mean, mean - half, mean + half, confidence, dof)
+
+
+def study_differences(rows: Sequence[StudyRow], confidence: float = 0.95) -> list[Difference]:
+    """The study's questions as differences: reuse against none, shared against unshared.
+
+    For the largest shared N against N = 1 (does reuse pay?), and each
+    unshared control against the shared network of its N (is it the
+    sharing or the depth?), where both arms have at least two seeds.
+
+    Args:
+        rows: The study's rows.
+        confidence: The intervals' confidence level.
+
+    Returns:
+        The differences, in that order.
+    """
+    groups = {arm: group for arm, group in group_by_arm(rows).items() if len(group) >= 2}
+    shared = sorted(arm.layer_reuse for arm in groups if arm.shared)
+    pairs = []
+    if len(shared) > 1 and shared[0] == 1:
+        pairs.append((Arm(shared[-1]), Arm(1)))
+    pairs += [(Arm(arm.layer_reuse), arm) for arm in groups if not arm.shared]
+    return [difference(rows, a, b, confidence) for a, b in pairs if a in groups]
+
+
+def format_differences(rows: Sequence[StudyRow], confidence: float = 0.95) -> str:
+    """`study_differences` as a Markdown table (empty when no pair has two seeds each)."""
+    found = study_differences(rows, confidence)
+    if not found:
+        return ""
+    level = f"{100 * confidence:g}%"
+    lines = [
+        f"| comparison | difference (points) | {level} interval | verdict |",
+        "|---|---|---|---|",
+    ]
+    for d in found:
+        if d.low > 0:
+            verdict = f"{d.a.label} higher"
+        elif d.high < 0:
+            verdict = f"{d.b.label} higher"
+        else:
+            verdict = "no difference shown"
+        lines.append(
+            f"| {d.a.label} minus {d.b.label} | {d.mean:+.2f} | [{d.low:+.2f}, {d.high:+.2f}] "
+            f"| {verdict} |"
+        )
     return "\n".join(lines)

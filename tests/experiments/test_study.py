@@ -262,3 +262,50 @@ def test_the_control_of_a_looped_lrunet_is_unrolled_then_unshared():
     shared = reuse_summary(builders.build_model(looped, info))
     assert shared.unique_params < shared.unrolled_params
     assert control.unique_params == control.unrolled_params == shared.unrolled_params
+
+
+def _rows(arm, accuracies):
+    return [
+        study.StudyRow(arm.layer_reuse, s, 10, 1, 1, 1, a / 100, 0.5, 1, None, 1.0, arm.shared)
+        for s, a in enumerate(accuracies)
+    ]
+
+
+def test_difference_is_welchs_interval():
+    # Hand-computed: means 2 and 5, variances 1 each over 3 seeds, so the
+    # standard error is sqrt(2/3), Welch's degrees of freedom are 4 and
+    # t(0.975, 4) = 2.776445: -3 +- 2.26694.
+    a, b = study.Arm(1), study.Arm(10)
+    rows = _rows(a, [1, 2, 3]) + _rows(b, [4, 5, 6])
+    d = study.difference(rows, a, b)
+    assert d.mean == pytest.approx(-3)
+    assert d.dof == pytest.approx(4)
+    assert (d.low, d.high) == pytest.approx((-5.26694, -0.73306), abs=1e-4)
+    # Unequal variances: Welch, not the pooled interval.
+    rows = _rows(a, [1, 2, 3]) + _rows(b, [0, 5, 10, 15])
+    d = study.difference(rows, a, b)
+    var_a, var_b = 1 / 3, 125 / 12
+    assert d.dof == pytest.approx((var_a + var_b) ** 2 / (var_a**2 / 2 + var_b**2 / 3))
+
+
+def test_study_differences_ask_the_studys_two_questions():
+    one, ten, control = study.Arm(1), study.Arm(10), study.Arm(10, shared=False)
+    rows = _rows(one, [89.3, 89.4, 88.9]) + _rows(ten, [90.1, 90.5, 90.3])
+    rows += _rows(control, [91.0, 91.4, 91.2])
+    found = study.study_differences(rows)
+    assert [(d.a, d.b) for d in found] == [(ten, one), (ten, control)]
+    table = study.format_differences(rows)
+    assert "| N=10 minus N=1 | +1.10 |" in table and "| N=10 higher |" in table
+    assert "| N=10 minus N=10 unshared | -0.90 |" in table
+    assert "| N=10 unshared higher |" in table
+    # One seed per arm: no interval, no table.
+    assert study.format_differences(_rows(one, [89.0]) + _rows(ten, [90.0])) == ""
+
+
+def test_difference_refuses_what_has_no_interval():
+    a, b = study.Arm(1), study.Arm(10)
+    rows = _rows(a, [1, 2]) + _rows(b, [4])
+    with pytest.raises(ValueError, match="Arm N=10 has 1 run"):
+        study.difference(rows, a, b)
+    with pytest.raises(ValueError, match="`confidence` must be in \\(0, 1\\), got 95"):
+        study.difference(rows, a, a, confidence=95)
