@@ -93,7 +93,7 @@ def _prepared_names(data_dir: str) -> list[str]:
 
 def _unknown_name_error(name: str, data_dir: str) -> ValueError:
     prepared = _prepared_names(data_dir)
-    candidates = list(tfds.list_builders(with_community_datasets=False)) + prepared
+    candidates = sorted({*tfds.list_builders(with_community_datasets=False), *prepared})
     close = difflib.get_close_matches(name, candidates, n=3)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     return ValueError(

@@ -286,6 +286,11 @@ def test_unknown_dataset_name_lists_what_is_valid():
     assert f"prepared in {os.path.abspath(SHARED)}: cifar10_jpeg, fashion_mnist" in message
     with pytest.raises(ValueError, match=r"name='cifar11'"):
         data.info("cifar11", data_dir=SHARED)
+    # A name both prepared and a TFDS builder is suggested once.
+    with pytest.raises(ValueError) as error:
+        data.load("fashion_mnistt", data_dir=SHARED)
+    hint = str(error.value).split("Did you mean ")[1].split("?")[0]
+    assert hint.count("'fashion_mnist'") == 1, hint
 
 
 @pytest.mark.parametrize("split", ["validation", "train[:abc]", "TRAIN"])
