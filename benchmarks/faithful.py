@@ -506,8 +506,7 @@ def read_csv(path: str) -> list[dict[str, Any]]:
         rows = list(csv.DictReader(f))
     types = {"layer_reuse": int, "seed": int, "epoch": int}
     return [
-        {c: (v if c == "framework" else types.get(c, float)(v)) for c, v in r.items()}
-        for r in rows
+        {c: (v if c == "framework" else types.get(c, float)(v)) for c, v in r.items()} for r in rows
     ]
 
 
