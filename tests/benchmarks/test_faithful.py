@@ -190,3 +190,17 @@ def test_committed_verdict_is_the_rule_applied_to_the_committed_table():
     for ours, theirs in zip(recomputed, committed["verdicts"], strict=True):
         for key in ("difference_points", "ci90_low_points", "ci90_high_points", "tost_p_value"):
             assert ours[key] == pytest.approx(theirs[key], rel=1e-9), key
+
+
+def test_verdict_from_restates_a_table_without_training(tmp_path):
+    done = _run("--verdict_from=docs/faithful.csv", "--epochs=6", f"--output_dir={tmp_path}/x")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("LruNet-")]
+    assert [line.split(":")[0] for line in lines] == ["LruNet-1", "LruNet-10"]
+    assert all("90% CI [" in line for line in lines)
+    assert not (tmp_path / "x").exists()
+    missing = _run(f"--verdict_from={tmp_path}/none.csv")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1] == (
+        f"benchmarks.faithful: error: --verdict_from={tmp_path}/none.csv: no such file"
+    )
