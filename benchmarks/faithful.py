@@ -26,8 +26,14 @@ Writes to `--output_dir`: `faithful.csv` (one row per framework, N, seed and
 epoch), `faithful.png` (mean ± std test accuracy against epoch per
 framework, one panel per N), `faithful_verdict.json` and a line per N:
 
-  PASS when |Keras mean final accuracy - PyTorch's| <= max(0.5 points,
-  2 standard errors of the difference).
+  PASS when the two frameworks' mean final accuracies are shown equivalent
+  within 0.5 points: two one-sided Welch t-tests at alpha 0.05 (TOST), i.e.
+  the 90% confidence interval of the difference lies inside (-0.5, +0.5).
+  A noisier run gets a wider interval, so it passes less easily; fewer than
+  two seeds per framework cannot show equivalence and FAIL.
+
+`python -m benchmarks.faithful --verdict_from=docs/faithful.csv --epochs=E` re-states the
+verdict of a finished table without training.
 """
 
 from __future__ import annotations
@@ -62,6 +68,9 @@ flags.DEFINE_float("learning_rate", 0.1, "Base learning rate (both frameworks)."
 flags.DEFINE_string("output_dir", "runs/faithful", "Where the runs, CSV and plot go.")
 flags.DEFINE_boolean("resume", False, "Continue the runs in --output_dir.")
 flags.DEFINE_integer("verbose", 0, "Keras fit verbosity.")
+flags.DEFINE_string(
+    "verdict_from", None, "Print the verdict of this faithful.csv at --epochs; train nothing."
+)
 
 CSV_NAME = "faithful.csv"
 PLOT_NAME = "faithful.png"
@@ -69,7 +78,9 @@ VERDICT_NAME = "faithful_verdict.json"
 # The study's per-epoch columns, one row per framework.
 # The study's per-epoch columns but its arm: both sides train shared LruNets.
 COLUMNS = ("framework", *(c for c in EPOCH_COLUMNS if c != "shared"))
-TOLERANCE_POINTS = 0.5
+# The equivalence margin (accuracy points) and the level of each one-sided test.
+MARGIN_POINTS = 0.5
+ALPHA = 0.05
 
 
 def _fail(message: str) -> None:
@@ -305,8 +316,137 @@ def train_keras(run_dir: str, n: int, seed: int, settings: dict) -> list[dict[st
 # ---------------------------------------------------------- verdict, plot ---
 
 
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), for 0 <= x <= 1.
+
+    Lentz's continued fraction (Numerical Recipes, 2nd ed., 6.4), on the side
+    of x where it converges fast; accurate to about 1e-12 for the degrees of
+    freedom a seed count gives.
+    """
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    if x > (a + 1.0) / (a + b + 2.0):
+        return 1.0 - _incomplete_beta(b, a, 1.0 - x)
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 500):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return math.exp(log_front) * h / a
+
+
+def student_t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's t with `df` (real, > 0) degrees of freedom."""
+    tail = 0.5 * _incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
+    return 1.0 - tail if t > 0 else tail
+
+
+def student_t_quantile(p: float, df: float) -> float:
+    """The t with `student_t_cdf(t, df) == p` (0 < p < 1), by bisection."""
+    if p == 0.5:
+        return 0.0
+    if p < 0.5:
+        return -student_t_quantile(1.0 - p, df)
+    low, high = 0.0, 1.0
+    while student_t_cdf(high, df) < p:
+        low, high = high, 2.0 * high
+    for _ in range(200):
+        middle = 0.5 * (low + high)
+        if student_t_cdf(middle, df) < p:
+            low = middle
+        else:
+            high = middle
+        if high - low <= 1e-12 * high:
+            break
+    return 0.5 * (low + high)
+
+
+def equivalence_test(
+    a: list[float], b: list[float], margin: float = MARGIN_POINTS, alpha: float = ALPHA
+) -> dict[str, Any]:
+    """Two one-sided Welch t-tests (TOST) of |mean(a) - mean(b)| < `margin`.
+
+    Equivalence is shown at level `alpha` when both one-sided nulls
+    (difference <= -margin, difference >= +margin) are rejected, which is
+    the (1 - 2 alpha) confidence interval of the difference lying inside
+    (-margin, +margin). Welch's interval (unequal variances, the
+    Welch-Satterthwaite degrees of freedom) widens with the spread of
+    either sample, so noise never makes equivalence easier to show.
+
+    Args:
+        a: One sample (e.g. Keras's final accuracies, one per seed).
+        b: The other (PyTorch's).
+        margin: The equivalence margin, in the samples' unit.
+        alpha: The level of each one-sided test.
+
+    Returns:
+        `difference` (mean(a) - mean(b)), `standard_error`, `degrees_of_freedom`,
+        `ci_low`/`ci_high` (the 1 - 2 alpha interval), `p_value` (the larger
+        one-sided p) and `passed`; with fewer than two values in a sample the
+        spread is unknown: no interval, not passed.
+    """
+    difference = statistics.fmean(a) - statistics.fmean(b)
+    result: dict[str, Any] = dict(
+        difference=difference,
+        standard_error=None,
+        degrees_of_freedom=None,
+        ci_low=None,
+        ci_high=None,
+        p_value=None,
+        passed=False,
+    )
+    if len(a) < 2 or len(b) < 2:
+        return result
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    se = math.sqrt(va + vb)
+    result["standard_error"] = se
+    if se == 0.0:  # no spread at all: the interval is the point
+        inside = abs(difference) < margin
+        result.update(ci_low=difference, ci_high=difference, p_value=0.0 if inside else 1.0)
+        result["passed"] = inside
+        return result
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half_width = student_t_quantile(1.0 - alpha, df) * se
+    p_lower = 1.0 - student_t_cdf((difference + margin) / se, df)  # H0: difference <= -margin
+    p_upper = student_t_cdf((difference - margin) / se, df)  # H0: difference >= +margin
+    result.update(
+        degrees_of_freedom=df,
+        ci_low=difference - half_width,
+        ci_high=difference + half_width,
+        p_value=max(p_lower, p_upper),
+    )
+    result["passed"] = result["p_value"] < alpha
+    return result
+
+
 def verdict(rows: list[dict[str, Any]], epochs: int) -> list[dict[str, Any]]:
-    """Per N: both frameworks' mean final accuracy and PASS/FAIL."""
+    """Per N: both frameworks' mean final accuracy and the equivalence test's PASS/FAIL.
+
+    Args:
+        rows: The faithful.csv rows (test accuracy as a fraction).
+        epochs: The final epoch, whose accuracies are compared.
+
+    Returns:
+        One dict per N: the means and standard deviations (points), and
+        `equivalence_test`'s figures for Keras minus PyTorch at
+        `MARGIN_POINTS` and `ALPHA`.
+    """
     results = []
     for n in sorted({r["layer_reuse"] for r in rows}):
         finals = {}
@@ -317,10 +457,10 @@ def verdict(rows: list[dict[str, Any]], epochs: int) -> list[dict[str, Any]]:
                 if r["framework"] == framework and r["layer_reuse"] == n and r["epoch"] == epochs
             ]
         k, t = finals["keras"], finals["pytorch"]
+        if not k or not t:
+            raise ValueError(f"no final-epoch rows for both frameworks at N={n}, epoch {epochs}")
         sd = {name: statistics.stdev(v) if len(v) > 1 else 0.0 for name, v in finals.items()}
-        se = math.sqrt(sd["keras"] ** 2 / len(k) + sd["pytorch"] ** 2 / len(t))
-        difference = statistics.fmean(k) - statistics.fmean(t)
-        tolerance = max(TOLERANCE_POINTS, 2 * se)
+        test = equivalence_test(k, t)
         results.append(
             dict(
                 layer_reuse=n,
@@ -329,22 +469,45 @@ def verdict(rows: list[dict[str, Any]], epochs: int) -> list[dict[str, Any]]:
                 keras_std=sd["keras"],
                 pytorch_mean=statistics.fmean(t),
                 pytorch_std=sd["pytorch"],
-                difference_points=difference,
-                standard_error_points=se,
-                tolerance_points=tolerance,
-                passed=abs(difference) <= tolerance,
+                difference_points=test["difference"],
+                standard_error_points=test["standard_error"],
+                degrees_of_freedom=test["degrees_of_freedom"],
+                ci90_low_points=test["ci_low"],
+                ci90_high_points=test["ci_high"],
+                tost_p_value=test["p_value"],
+                margin_points=MARGIN_POINTS,
+                alpha=ALPHA,
+                passed=test["passed"],
             )
         )
     return results
 
 
 def verdict_line(v: dict[str, Any]) -> str:
+    if v["ci90_low_points"] is None:
+        test = "no interval with fewer than 2 seeds per framework"
+    else:
+        test = (
+            f"90% CI [{v['ci90_low_points']:+.2f}, {v['ci90_high_points']:+.2f}], "
+            f"TOST p = {v['tost_p_value']:.3f}"
+        )
     return (
         f"LruNet-{v['layer_reuse']}: Keras {v['keras_mean']:.2f} ± {v['keras_std']:.2f}%, "
         f"PyTorch {v['pytorch_mean']:.2f} ± {v['pytorch_std']:.2f}% ({v['seeds']} seed(s) each); "
-        f"difference {v['difference_points']:+.2f} points, tolerance "
-        f"{v['tolerance_points']:.2f} (max(0.5, 2 SE)): {'PASS' if v['passed'] else 'FAIL'}"
+        f"difference {v['difference_points']:+.2f} points, {test} "
+        f"(equivalent within ±{v['margin_points']:g}: 90% CI inside): "
+        f"{'PASS' if v['passed'] else 'FAIL'}"
     )
+
+
+def read_csv(path: str) -> list[dict[str, Any]]:
+    """The rows of a faithful.csv, typed as `main` writes them."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    types = {"layer_reuse": int, "seed": int, "epoch": int}
+    return [
+        {c: (v if c == "framework" else types.get(c, float)(v)) for c, v in r.items()} for r in rows
+    ]
 
 
 def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
@@ -404,6 +567,17 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.verdict_from is not None:
+        if not os.path.isfile(FLAGS.verdict_from):
+            _fail(f"--verdict_from={FLAGS.verdict_from}: no such file")
+        try:
+            verdicts = verdict(read_csv(FLAGS.verdict_from), FLAGS.epochs)
+        except (ValueError, KeyError) as error:
+            _fail(f"--verdict_from={FLAGS.verdict_from}: {error}")
+        print(json.dumps(verdicts, indent=2))
+        for v in verdicts:
+            print(verdict_line(v))
+        return
     counts = _int_list("layer_reuse", FLAGS.layer_reuse, 1)
     seeds = _int_list("seeds", FLAGS.seeds, None)
     for name in ("epochs", "batch_size"):

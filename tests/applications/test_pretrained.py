@@ -79,7 +79,10 @@ def test_converted_checkpoint_gives_the_pytorch_logits(name):
     logits = model.predict(x, batch_size=len(x), verbose=0)
     scale = np.abs(expected).max()
     assert scale > 1.0  # real logits, not a dead network
-    np.testing.assert_array_less(np.abs(logits - expected).max(), 1e-4 * scale)
+    # float32 against float32 in another order: measured at most 6.3e-7 of the
+    # largest logit (LruNet-14 CIFAR-10; 2.1e-7 to 6.3e-7 over the presets, oneDNN
+    # on or off, this AVX2 CPU under load). Bound: 8x that.
+    np.testing.assert_array_less(np.abs(logits - expected).max(), 5e-6 * scale)
     np.testing.assert_array_equal(logits.argmax(axis=1), expected.argmax(axis=1))
 
 

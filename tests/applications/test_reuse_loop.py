@@ -7,9 +7,12 @@ weight, the same moving statistics after a training call, the same weights
 after a real `compile_for_training` step; conversion both ways is exact;
 the looped model round-trips through `.keras`; TensorFlow's fused ops in the
 loop body against the generic `keras.ops` path; and the looped-vs-unrolled
-comparison again under JAX for one stage with a Dense head (in a subprocess,
-as tests/test_backends.py does; the whole network takes minutes to compile
-there).
+comparison again under PyTorch for one stage with a Dense head (in a subprocess,
+as tests/test_backends.py does). Under JAX, where LruNet loops its stages by
+default, tests/test_backends.py trains a small looped LruNet-2 against
+TensorFlow's unrolled network (same losses and weights after two `fit` steps);
+this file's stage comparison under JAX is a command (below), its compile being
+slow.
 """
 
 from __future__ import annotations
@@ -289,7 +292,8 @@ def test_tensorflow_fused_body_matches_the_generic_one():
 
 
 # PyTorch here (15 s of CPU); JAX compiles the stage for 30-100 s on this
-# machine, so its same check is a command instead:
+# machine, so its same check is a command instead (JAX's default, looped
+# layout is trained against TensorFlow's unrolled one in tests/test_backends.py):
 #   KERAS_BACKEND=jax python tests/support/reuse_loop_runner.py 3 --stage
 @pytest.mark.parametrize("backend", ["torch"])
 def test_looped_matches_unrolled_on_another_backend(backend):

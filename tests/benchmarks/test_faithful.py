@@ -1,7 +1,10 @@
-"""benchmarks.faithful runs end to end at a tiny size: files, the verdict line, resume, bad flags.
+"""benchmarks.faithful runs end to end at a tiny size: files, the verdict line, resume, bad flags;
+and its equivalence verdict on constructed accuracies.
 
-Never asserts an accuracy or a pass: one epoch on 256 images says nothing
-about faithfulness, only that both sides train, evaluate and report.
+The tiny run never asserts an accuracy or a pass: one epoch on 256 images says nothing
+about faithfulness, only that both sides train, evaluate and report. The verdict (two
+one-sided Welch t-tests at a 0.5-point margin) is checked on inputs whose answer is
+known, with its Student t against published table values.
 """
 
 import csv
@@ -11,7 +14,10 @@ import re
 import subprocess
 import sys
 
+import pytest
 from locations import ROOT as ROOT_PATH
+
+from benchmarks import faithful
 
 ROOT = str(ROOT_PATH)
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "tensorflow_datasets")
@@ -55,10 +61,11 @@ def test_tiny_faithfulness_run_writes_csv_plot_and_verdict(tmp_path):
     assert (out / "pytorch_reuse1_seed0" / "checkpoint.pt").is_file()
     assert (out / "keras_reuse1_seed0" / "backup" / "latest").is_file()
     verdict = json.loads((out / "faithful_verdict.json").read_text())["verdicts"]
-    assert len(verdict) == 1 and verdict[0]["tolerance_points"] == 0.5  # one seed: no SE
-    line = re.search(r"^LruNet-1: Keras .* \(max\(0.5, 2 SE\)\): (PASS|FAIL)$", done.stdout, re.M)
+    # One seed: no spread, so equivalence cannot be shown.
+    assert len(verdict) == 1 and verdict[0]["margin_points"] == 0.5
+    assert verdict[0]["ci90_low_points"] is None and not verdict[0]["passed"]
+    line = re.search(r"^LruNet-1: Keras .*fewer than 2 seeds.*: FAIL$", done.stdout, re.M)
     assert line, done.stdout[-2000:]
-    assert ("PASS" in line.group(0)) == verdict[0]["passed"]
 
     # A finished run resumes without training again, to the same table.
     before = (out / "faithful.csv").read_text()
@@ -82,3 +89,118 @@ def test_bad_flag_is_a_one_line_error_before_writing(tmp_path):
         last == "benchmarks.faithful: error: --layer_reuse=0,2: expected integers >= 1, e.g. 1,10"
     )
     assert not out.exists()
+
+
+# ------------------------------------------------------------- the verdict --
+
+
+@pytest.mark.parametrize(
+    "p, df, expected",
+    # Student t quantiles from the standard tables (e.g. NIST/SEMATECH 1.3.6.7.2),
+    # and Welch's non-integer degrees of freedom against the integer neighbours.
+    [
+        (0.95, 1, 6.313752),
+        (0.95, 2, 2.919986),
+        (0.95, 4, 2.131847),
+        (0.95, 10, 1.812461),
+        (0.975, 10, 2.228139),
+        (0.995, 30, 2.749996),
+        (0.05, 4, -2.131847),
+    ],
+)
+def test_student_t_quantile_matches_the_tables(p, df, expected):
+    q = faithful.student_t_quantile(p, df)
+    assert q == pytest.approx(expected, abs=2e-6)
+    assert faithful.student_t_cdf(q, df) == pytest.approx(p, abs=1e-12)
+    between = faithful.student_t_quantile(0.95, 2.5)
+    assert 2.131847 < between < 2.919986
+
+
+def _rows(keras, pytorch, epochs=6, n=1):
+    return [
+        dict(framework=framework, layer_reuse=n, seed=seed, epoch=epochs, test_accuracy=a / 100)
+        for framework, accuracies in (("keras", keras), ("pytorch", pytorch))
+        for seed, a in enumerate(accuracies)
+    ]
+
+
+def _spread(mean, offsets):
+    return [mean + o for o in offsets]
+
+
+SMALL = (-0.1, 0.0, 0.1, -0.05, 0.05)  # sd 0.079 points
+LARGE = (-1.0, 0.0, 1.0, -0.5, 0.5)  # sd 0.79 points, the same mean
+
+
+def test_verdict_passes_a_small_gap_measured_precisely():
+    (v,) = faithful.verdict(_rows(_spread(76.1, SMALL), _spread(76.0, SMALL)), 6)
+    assert v["difference_points"] == pytest.approx(0.1)
+    assert v["passed"] and v["tost_p_value"] < 0.05
+    assert -0.5 < v["ci90_low_points"] < 0.1 < v["ci90_high_points"] < 0.5
+
+
+def test_verdict_fails_a_gap_beyond_the_margin_however_precise():
+    (v,) = faithful.verdict(_rows(_spread(76.7, SMALL), _spread(76.0, SMALL)), 6)
+    assert not v["passed"] and v["ci90_low_points"] > 0.5
+    # Inside the margin but not shown inside it at this precision.
+    (v,) = faithful.verdict(_rows(_spread(76.45, SMALL), _spread(76.0, SMALL)), 6)
+    assert not v["passed"] and v["ci90_high_points"] > 0.5
+    # Three seeds a side (df 4): Student's quantile 2.13, where a normal
+    # approximation (1.64) would put the interval inside the margin.
+    three = (-0.1, 0.0, 0.1)
+    (v,) = faithful.verdict(_rows(_spread(76.35, three), _spread(76.0, three)), 6)
+    assert v["degrees_of_freedom"] == pytest.approx(4.0)
+    assert 0.35 + 1.645 * v["standard_error_points"] < 0.5 < v["ci90_high_points"]
+    assert not v["passed"]
+
+
+def test_a_noisier_run_with_the_same_gap_does_not_pass_more_easily():
+    quiet, noisy, noisier = (
+        faithful.verdict(_rows(_spread(76.1, k), _spread(76.0, k)), 6)[0]
+        for k in (SMALL, LARGE, tuple(3 * o for o in LARGE))
+    )
+    assert quiet["difference_points"] == pytest.approx(noisy["difference_points"])
+    assert quiet["passed"] and not noisy["passed"] and not noisier["passed"]
+    assert quiet["tost_p_value"] < noisy["tost_p_value"] < noisier["tost_p_value"]
+    # The old rule, |gap| <= max(0.5, 2 SE), passed a 1.5-point gap measured this noisily.
+    noise = tuple(3 * o for o in LARGE)
+    (v,) = faithful.verdict(_rows(_spread(77.5, noise), _spread(76.0, noise)), 6)
+    assert abs(v["difference_points"]) <= max(0.5, 2 * v["standard_error_points"])
+    assert not v["passed"]
+    # Noise on one side only widens the interval too.
+    (v,) = faithful.verdict(_rows(_spread(76.1, LARGE), _spread(76.0, SMALL)), 6)
+    assert not v["passed"]
+
+
+def test_verdict_needs_two_seeds_a_side_and_the_final_epoch():
+    (v,) = faithful.verdict(_rows([76.0], [76.0]), 6)
+    assert not v["passed"] and v["ci90_low_points"] is None
+    (v,) = faithful.verdict(_rows([76.0, 76.0], [76.2, 76.2]), 6)  # no spread: the point
+    assert v["passed"] and v["ci90_low_points"] == v["ci90_high_points"]
+    with pytest.raises(ValueError, match="epoch 7"):
+        faithful.verdict(_rows([76.0, 76.1], [76.0, 76.1]), 7)
+
+
+def test_committed_verdict_is_the_rule_applied_to_the_committed_table():
+    docs = ROOT_PATH / "docs"
+    committed = json.loads((docs / "faithful_verdict.json").read_text())
+    epochs = committed["settings"]["epochs"]
+    recomputed = faithful.verdict(faithful.read_csv(str(docs / "faithful.csv")), epochs)
+    assert [v["passed"] for v in recomputed] == [v["passed"] for v in committed["verdicts"]]
+    for ours, theirs in zip(recomputed, committed["verdicts"], strict=True):
+        for key in ("difference_points", "ci90_low_points", "ci90_high_points", "tost_p_value"):
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-9), key
+
+
+def test_verdict_from_restates_a_table_without_training(tmp_path):
+    done = _run("--verdict_from=docs/faithful.csv", "--epochs=6", f"--output_dir={tmp_path}/x")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("LruNet-")]
+    assert [line.split(":")[0] for line in lines] == ["LruNet-1", "LruNet-10"]
+    assert all("90% CI [" in line for line in lines)
+    assert not (tmp_path / "x").exists()
+    missing = _run(f"--verdict_from={tmp_path}/none.csv")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1] == (
+        f"benchmarks.faithful: error: --verdict_from={tmp_path}/none.csv: no such file"
+    )

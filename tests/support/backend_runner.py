@@ -11,11 +11,14 @@ Steps:
                saves `CASE.weights.h5` and `CASE.keras`, and records the
                inference outputs, two `fit` steps' losses, the outputs after
                them, the reuse summary and the published checkpoint's logits
-               (with the PyTorch reference network's).
+               (with the PyTorch reference network's); trains a small unrolled
+               LruNet-2 two steps (`default_layout_training`).
     check      (any backend) rebuilds every case from its constructor, loads
                the TensorFlow weights, and repeats all of it; loads the
                TensorFlow `.keras` files; saves its own trained models as
-               `BACKEND-CASE.keras` with their outputs.
+               `BACKEND-CASE.keras` with their outputs; trains the small LruNet-2
+               in this backend's default layout (looped under JAX) from
+               TensorFlow's weights, for its losses and trained weights.
     load       (TensorFlow) loads the other backends' trained `.keras` files
                and predicts with them.
 """
@@ -134,6 +137,48 @@ def _run_case(
     return result
 
 
+def _small_lrunet(**kwargs: Any) -> keras.Model:
+    """LruNet-2 with stages of 8 to 64 channels: seconds to compile under JAX."""
+    return applications.LruNet(
+        layer_reuse=2,
+        width_multiplier=0.125,
+        input_shape=(28, 28, 1),
+        dropout=0.0,
+        classifier_activation=None,
+        **kwargs,
+    )
+
+
+def _fit_two_steps(model: keras.Model) -> dict[str, Any]:
+    """Two `fit` steps on one batch; the losses and the trained weights (unrolled paths)."""
+    from keras_reuse.applications.lrunet.model import convert_reuse_weights
+    from keras_reuse.applications.lrunet.stage import LruStage
+
+    x, y = _inputs(model)
+    _compile(model)
+    history = model.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+    looped = any(isinstance(layer, LruStage) for layer in model.layers)
+    unrolled = convert_reuse_weights(model, _small_lrunet(reuse_loop=False)) if looped else model
+    return {
+        "looped": looped,
+        "losses": [float(v) for v in history.history["loss"]],
+        "weights": {v.path: keras.ops.convert_to_numpy(v).tolist() for v in unrolled.weights},
+    }
+
+
+def _default_layout_training_reference(directory: Path) -> dict[str, Any]:
+    keras.utils.set_random_seed(0)
+    model = _small_lrunet(reuse_loop=False)
+    _randomize_batchnorms(model)
+    model.save_weights(directory / "lrunet2_small.weights.h5")
+    return _fit_two_steps(model)
+
+
+def _default_layout_training(directory: Path) -> dict[str, Any]:
+    model = _small_lrunet(weights=str(directory / "lrunet2_small.weights.h5"))
+    return _fit_two_steps(model)
+
+
 def _checkpoint_logits() -> dict[str, Any]:
     from keras_reuse.applications.lrunet.checkpoint import load_lrunet_checkpoint
 
@@ -151,6 +196,7 @@ def reference(directory: Path) -> dict[str, Any]:
         model.save_weights(directory / f"{case}.weights.h5")
         results[case] = _run_case(model, trained, directory, case, save_trained=False)
     results["checkpoint"] = _checkpoint_logits()
+    results["default_layout_training"] = _default_layout_training_reference(directory)
     import torch
 
     from torch_reference.lrunet import TorchLruNet
@@ -185,6 +231,7 @@ def check(directory: Path) -> dict[str, Any]:
         results[case] = result
     results["checkpoint"] = _checkpoint_logits()
     results["default_layout"] = _default_layout(directory)
+    results["default_layout_training"] = _default_layout_training(directory)
     return results
 
 

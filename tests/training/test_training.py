@@ -1,5 +1,9 @@
 """Training: the CLI end to end on real Fashion-MNIST, strategies, mixed precision
-and bad flags. Kills and resumes: tests/training/test_reliability.py."""
+and bad flags. Kills and resumes: tests/training/test_reliability.py.
+
+Two replicas (MirroredStrategy over two logical CPUs, or two MultiWorkerMirroredStrategy
+processes) train to the one-device weights on the same global batch, and
+`--batch_size` is that global batch."""
 
 import json
 import os
@@ -11,9 +15,12 @@ import keras
 import numpy as np
 import processes
 import pytest
+from locations import ROOT
 
 from keras_reuse import data, training
 from keras_reuse.applications import LruNet
+
+DISTRIBUTION_RUNNER = ROOT / "tests" / "support" / "distribution_runner.py"
 
 # Small, fast runs on a real slice of the data (TFDS_DATA_DIR, set by .ci/run).
 QUICK = dict(
@@ -146,7 +153,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     run = cli(
         *QUICK_FLAGS,
         "--epochs=1",
-        "--steps_per_epoch=3",
+        "--max_train_examples=96",
         "--strategy=mirrored",
         "--cpu_devices=2",
         f"--output_dir={out}",
@@ -156,6 +163,85 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         results = json.load(f)
     assert results["num_replicas"] == 2
     assert np.isfinite(results["test_loss"])
+    # --batch_size is the global batch: 96 images at 32 are 3 steps for both
+    # replicas together (16 each), not 96 / (2 x 32).
+    model = keras.models.load_model(os.path.join(out, "model.keras"))
+    assert int(model.optimizer.iterations.numpy()) == 3
+    assert results["epochs_completed"] == 1
+
+
+def _distribution_run(strategy, directory, env=None, **kwargs):
+    """tests/support/distribution_runner.py under `strategy`, writing into `directory`."""
+    return processes.run(
+        [sys.executable, str(DISTRIBUTION_RUNNER), strategy, str(directory)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        **{"timeout": 300, **kwargs},
+    )
+
+
+def _json_line(done):
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
+
+
+def _multi_worker_env(cluster, index):
+    task = {"cluster": cluster, "task": {"type": "worker", "index": index}}
+    return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CONFIG": json.dumps(task)}
+
+
+def test_two_replicas_train_as_one_device_on_the_global_batch(tmp_path):
+    # tests/support/distribution_runner.py: the same start, data and global batch
+    # (16) under the default strategy, MirroredStrategy over two logical CPUs and
+    # two MultiWorkerMirroredStrategy processes. Each global batch is a half-batch
+    # twice, so each replica's BatchNorm statistics are the global batch's and
+    # the averaged replica gradients are the one-device gradient: the weights
+    # agree up to float32 rounding (the all-reduce sums in another order).
+    done = _distribution_run("default,mirrored", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    default, mirrored = (json.loads(line) for line in done.stdout.splitlines() if line[:1] == "{")
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    workers = []
+    for index in range(2):
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, str(DISTRIBUTION_RUNNER), "multi_worker", str(tmp_path)],
+                env=_multi_worker_env(cluster, index),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+        )
+    try:
+        outputs = [p.communicate(timeout=300) for p in workers]
+    finally:
+        for p in workers:
+            processes.kill_tree(p)
+    multi = [
+        _json_line(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+        for p, (out, err) in zip(workers, outputs, strict=True)
+    ]
+    assert default["num_replicas"] == 1 and default["iterations"] == 3
+    for run in (mirrored, *multi):
+        assert run["num_replicas"] == 2 and run["iterations"] == 3, run
+    expected = dict(np.load(tmp_path / "default-0.npz"))
+    for name in ("mirrored-0", "multi_worker-0", "multi_worker-1"):
+        actual = dict(np.load(tmp_path / f"{name}.npz"))
+        assert set(actual) == set(expected)
+        # Relative to each tensor's largest value, floored at 1% of the largest
+        # weight: the depthwise BatchNorms' betas have a zero gradient in exact
+        # arithmetic (the pointwise BatchNorm after them removes a shift), so they
+        # hold rounding noise of order 1e-9 on either side. Measured at most
+        # 1.8e-6 (this AVX2 CPU, oneDNN off, under load); bound 1e-5.
+        floor = 1e-2 * max(np.abs(value).max() for value in expected.values())
+        errors = {
+            path: float(np.abs(actual[path] - value).max() / max(np.abs(value).max(), floor))
+            for path, value in expected.items()
+        }
+        assert max(errors.values()) <= 1e-5, (name, max(errors, key=errors.get))
+    np.testing.assert_allclose(mirrored["loss"], default["loss"], rtol=1e-5)
 
 
 def free_port():
@@ -170,7 +256,7 @@ def test_multi_worker_strategy_two_processes_agree_on_the_weights(tmp_path):
     flags = [
         *QUICK_FLAGS,
         "--epochs=1",
-        "--steps_per_epoch=3",
+        "--max_train_examples=96",
         "--strategy=multi_worker",
         f"--output_dir={out}",
     ]
@@ -198,6 +284,8 @@ def test_multi_worker_strategy_two_processes_agree_on_the_weights(tmp_path):
         assert json.load(f)["num_replicas"] == 2
     chief = keras.models.load_model(os.path.join(out, "model.keras"))
     worker = keras.models.load_model(os.path.join(out, ".workers", "1", "model.keras"))
+    # --batch_size is the global batch: 96 images at 32 are 3 steps of 16 per worker.
+    assert int(chief.optimizer.iterations.numpy()) == 3
     # Gradients are all-reduced, so the trainable weights are identical.
     # (BatchNorm moving statistics are each worker's own, as without SyncBN.)
     for a, b in zip(chief.trainable_weights, worker.trainable_weights, strict=True):
