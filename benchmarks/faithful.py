@@ -32,7 +32,7 @@ framework, one panel per N), `faithful_verdict.json` and a line per N:
   A noisier run gets a wider interval, so it passes less easily; fewer than
   two seeds per framework cannot show equivalence and FAIL.
 
-`python -m benchmarks.faithful --verdict_from=docs/faithful.csv --epochs=E` re-states the
+`python -m benchmarks.faithful --verdict_from=docs/reports/faithful.csv --epochs=E` re-states the
 verdict of a finished table without training.
 """
 
@@ -50,6 +50,7 @@ import time
 from typing import Any
 
 from absl import app, flags
+from scipy import stats
 
 from keras_reuse.experiments.study import EPOCH_COLUMNS
 
@@ -316,67 +317,6 @@ def train_keras(run_dir: str, n: int, seed: int, settings: dict) -> list[dict[st
 # ---------------------------------------------------------- verdict, plot ---
 
 
-def _incomplete_beta(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b), for 0 <= x <= 1.
-
-    Lentz's continued fraction (Numerical Recipes, 2nd ed., 6.4), on the side
-    of x where it converges fast; accurate to about 1e-12 for the degrees of
-    freedom a seed count gives.
-    """
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    if x > (a + 1.0) / (a + b + 2.0):
-        return 1.0 - _incomplete_beta(b, a, 1.0 - x)
-    log_front = (
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-        for numerator in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return math.exp(log_front) * h / a
-
-
-def student_t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with `df` (real, > 0) degrees of freedom."""
-    tail = 0.5 * _incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t > 0 else tail
-
-
-def student_t_quantile(p: float, df: float) -> float:
-    """The t with `student_t_cdf(t, df) == p` (0 < p < 1), by bisection."""
-    if p == 0.5:
-        return 0.0
-    if p < 0.5:
-        return -student_t_quantile(1.0 - p, df)
-    low, high = 0.0, 1.0
-    while student_t_cdf(high, df) < p:
-        low, high = high, 2.0 * high
-    for _ in range(200):
-        middle = 0.5 * (low + high)
-        if student_t_cdf(middle, df) < p:
-            low = middle
-        else:
-            high = middle
-        if high - low <= 1e-12 * high:
-            break
-    return 0.5 * (low + high)
-
-
 def equivalence_test(
     a: list[float], b: list[float], margin: float = MARGIN_POINTS, alpha: float = ALPHA
 ) -> dict[str, Any]:
@@ -422,9 +362,9 @@ def equivalence_test(
         result["passed"] = inside
         return result
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half_width = student_t_quantile(1.0 - alpha, df) * se
-    p_lower = 1.0 - student_t_cdf((difference + margin) / se, df)  # H0: difference <= -margin
-    p_upper = student_t_cdf((difference - margin) / se, df)  # H0: difference >= +margin
+    half_width = float(stats.t.ppf(1.0 - alpha, df)) * se
+    p_lower = float(stats.t.sf((difference + margin) / se, df))  # H0: difference <= -margin
+    p_upper = float(stats.t.cdf((difference - margin) / se, df))  # H0: difference >= +margin
     result.update(
         degrees_of_freedom=df,
         ci_low=difference - half_width,

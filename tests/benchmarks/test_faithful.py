@@ -94,28 +94,6 @@ def test_bad_flag_is_a_one_line_error_before_writing(tmp_path):
 # ------------------------------------------------------------- the verdict --
 
 
-@pytest.mark.parametrize(
-    "p, df, expected",
-    # Student t quantiles from the standard tables (e.g. NIST/SEMATECH 1.3.6.7.2),
-    # and Welch's non-integer degrees of freedom against the integer neighbours.
-    [
-        (0.95, 1, 6.313752),
-        (0.95, 2, 2.919986),
-        (0.95, 4, 2.131847),
-        (0.95, 10, 1.812461),
-        (0.975, 10, 2.228139),
-        (0.995, 30, 2.749996),
-        (0.05, 4, -2.131847),
-    ],
-)
-def test_student_t_quantile_matches_the_tables(p, df, expected):
-    q = faithful.student_t_quantile(p, df)
-    assert q == pytest.approx(expected, abs=2e-6)
-    assert faithful.student_t_cdf(q, df) == pytest.approx(p, abs=1e-12)
-    between = faithful.student_t_quantile(0.95, 2.5)
-    assert 2.131847 < between < 2.919986
-
-
 def _rows(keras, pytorch, epochs=6, n=1):
     return [
         dict(framework=framework, layer_reuse=n, seed=seed, epoch=epochs, test_accuracy=a / 100)
@@ -182,7 +160,7 @@ def test_verdict_needs_two_seeds_a_side_and_the_final_epoch():
 
 
 def test_committed_verdict_is_the_rule_applied_to_the_committed_table():
-    docs = ROOT_PATH / "docs"
+    docs = ROOT_PATH / "docs" / "reports"
     committed = json.loads((docs / "faithful_verdict.json").read_text())
     epochs = committed["settings"]["epochs"]
     recomputed = faithful.verdict(faithful.read_csv(str(docs / "faithful.csv")), epochs)
@@ -193,7 +171,9 @@ def test_committed_verdict_is_the_rule_applied_to_the_committed_table():
 
 
 def test_verdict_from_restates_a_table_without_training(tmp_path):
-    done = _run("--verdict_from=docs/faithful.csv", "--epochs=6", f"--output_dir={tmp_path}/x")
+    done = _run(
+        "--verdict_from=docs/reports/faithful.csv", "--epochs=6", f"--output_dir={tmp_path}/x"
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if line.startswith("LruNet-")]
     assert [line.split(":")[0] for line in lines] == ["LruNet-1", "LruNet-10"]
