@@ -56,7 +56,9 @@ def create_model(
         input_shape: `(height, width, channels)`.
 
     Returns:
-        The model (`classifier_activation=None`: the loss takes logits).
+        The model (`classifier_activation=None`: the loss takes logits),
+        channels last whatever `keras.config.image_data_format()` says: the
+        data pipeline's images are `(batch, height, width, channels)`.
 
     Raises:
         ConfigError: naming the model argument the constructor refused.
@@ -67,6 +69,7 @@ def create_model(
             num_classes=num_classes,
             input_shape=input_shape,
             classifier_activation=None,
+            data_format="channels_last",
             **model_args,
         )
     except ValueError as error:
