@@ -12,8 +12,8 @@ a case.
 data formats, the channels-first one through
 `keras.config.set_image_data_format` with `input_shape` read channels first
 (keras.applications' convention), and checks that the same weights give
-the same outputs on transposed inputs: logits (inference and training
-mode), every stage's features, the reuse table, and a `.keras` round trip
+the same outputs on transposed inputs: logits, every stage's features,
+the first stage's in training mode, the reuse table, and a `.keras` round trip
 that stays channels first when loaded under channels_last. It needs a
 backend that runs channels first on a CPU: the tests run it under PyTorch
 (tests/support/data_format_runner.py).
@@ -102,10 +102,12 @@ def _numpy(x) -> np.ndarray:
 
 
 # Same arithmetic in another memory order: float32 sums in another order.
-# Measured on PyTorch at these sizes: at most 5e-7 of the largest |output| in
-# inference, 6e-6 in training mode (batch statistics of 2-4 images).
-DATA_FORMAT_RTOL = 1e-5
-DATA_FORMAT_TRAINING_RTOL = 1e-4
+# Measured on PyTorch at these sizes, as a fraction of the largest |output|:
+# up to 4.5e-5 (ShaResNet-34's logits at random weights: sums of 512 pooled
+# features that largely cancel, while those features agree to 6.9e-7),
+# 3.4e-6 for every stage's features, 4.3e-5 for ShaResNet-164's first
+# stage in training mode. The tolerance is about twice the largest.
+DATA_FORMAT_RTOL = 1e-4
 
 
 def run_data_format_test(name: str, tmp_path: Path) -> dict:
@@ -155,13 +157,17 @@ def run_data_format_test(name: str, tmp_path: Path) -> dict:
             _numpy(features_first[stage]).transpose(0, 2, 3, 1), _numpy(value)
         )
 
-    # Training mode (batch statistics), without dropout's random masks.
-    for model in (last, first):
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.Dropout):
-                layer.rate = 0.0
-    errors["training_logits"] = _relative_error(
-        _numpy(first(xt, training=True)), _numpy(last(x, training=True))
+    # Training mode (batch statistics) on the first stage, where each
+    # channel's statistics have many positions. Deeper, a batch of 1-2
+    # images at 1x1 or 2x2 makes the batch variance nearly zero, and the
+    # normalization amplifies any rounding (the logits' relative error was
+    # 0.1-0.45 for ShaResNet-50 and -101 in both orders of summation).
+    stage, _ = next(iter(features_last.items()))
+    errors[f"training_features_{stage}"] = _relative_error(
+        _numpy(applications.feature_extractor(first)(xt, training=True)[stage]).transpose(
+            0, 2, 3, 1
+        ),
+        _numpy(applications.feature_extractor(last)(x, training=True)[stage]),
     )
     first.set_weights(weights)  # training mode moved the BatchNorm statistics
     last.set_weights(weights)
@@ -182,8 +188,7 @@ def run_data_format_test(name: str, tmp_path: Path) -> dict:
     errors["restored_logits"] = _relative_error(_numpy(restored(xt, training=False)), expected)
 
     for what, error in errors.items():
-        tolerance = DATA_FORMAT_TRAINING_RTOL if what.startswith("training") else DATA_FORMAT_RTOL
-        assert error <= tolerance, (what, error)
+        assert error <= DATA_FORMAT_RTOL, (what, error)
     return errors
 
 

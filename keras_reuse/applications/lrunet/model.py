@@ -402,10 +402,10 @@ def LruNet(
         input_shape, input_tensor, default_shape, _MIN_SIZE, data_format
     )
     common.check_runs(data_format)
-    channel_axis = common.channel_axis(data_format)
+    channels = input_shape[0] if data_format == "channels_first" else input_shape[-1]
     preset_path = None
     if preset is not None:
-        if input_shape[channel_axis] != preset.input_shape[-1]:
+        if channels != preset.input_shape[-1]:
             raise ValueError(
                 f"weights={preset.dataset!r} was trained on {preset.input_shape[-1]}-channel "
                 f"images {preset.input_shape}. Received: input_shape={input_shape!r}"
