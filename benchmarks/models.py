@@ -51,7 +51,8 @@ def _naive_grouped_conv(filters: int, groups: int = 1, name: str | None = None, 
     )
 
 
-def _naive_shuffle(groups: int = 2, swap_halves: bool = False, name: str | None = None):
+def _naive_shuffle(groups: int = 2, swap_halves: bool = False, name: str | None = None, **_: Any):
+    # Channels last only, like the benchmarks (a `data_format` keyword is ignored).
     import keras
 
     from keras_reuse.layers.ops import channel_shuffle_permutation

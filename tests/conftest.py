@@ -28,6 +28,7 @@ _LONGEST_FIRST = (
     "test_notebooks.py",
     "test_reliability.py",
     "test_backends.py",
+    "test_data_format.py",
     "test_examples.py",
     "test_onednn_paths.py",
 )

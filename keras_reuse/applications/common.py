@@ -3,7 +3,10 @@
 Everything here follows `keras.applications`: the same keywords
 (`include_top, weights, input_tensor, input_shape, pooling,
 classifier_activation`), the same handling of `input_tensor`, and
-ValueErrors that quote the value received.
+ValueErrors that quote the value received. The image data format follows
+keras.applications and keras-hub's backbones: `data_format=None` is
+`keras.config.image_data_format()`, `input_shape` is read in the format
+chosen, and the weights are the same in both formats.
 """
 
 from __future__ import annotations
@@ -16,9 +19,25 @@ from typing import Any
 import keras
 
 from keras_reuse import startup
-from keras_reuse.utils.checks import check_bool, check_positive_int, check_rate
+from keras_reuse.utils.backends import check_data_format_runs
+from keras_reuse.utils.checks import (
+    channel_axis,
+    check_bool,
+    check_data_format,
+    check_positive_int,
+    check_rate,
+)
 
-__all__ = ["LayerTypes", "check_bool", "check_positive_int", "check_rate", "check_top_arguments"]
+__all__ = [
+    "LayerTypes",
+    "channel_axis",
+    "check_bool",
+    "check_positive_int",
+    "check_rate",
+    "check_runs",
+    "check_top_arguments",
+    "resolve_data_format",
+]
 
 _POOLING = (None, "avg", "max")
 
@@ -81,52 +100,101 @@ def check_top_arguments(
         ) from error
 
 
+def resolve_data_format(data_format: Any) -> str:
+    """The image data format a model is built in.
+
+    Args:
+        data_format: "channels_last", "channels_first" or None
+            (`keras.config.image_data_format()`).
+
+    Returns:
+        "channels_last" or "channels_first".
+
+    Raises:
+        ValueError: quoting an unknown value.
+    """
+    return check_data_format(data_format)
+
+
+def check_runs(data_format: str) -> None:
+    """Refuses a format this backend cannot run on this machine's devices.
+
+    Called by every constructor once its arguments are checked, before a
+    layer is built.
+
+    Raises:
+        ValueError: naming the format and the backend
+            (`keras_reuse.utils.backends.check_data_format_runs`).
+    """
+    check_data_format_runs(data_format)
+
+
+def image_shape(shape: tuple, data_format: str) -> tuple:
+    """A `(height, width, channels)` shape in `data_format`'s order."""
+    height, width, channels = shape
+    return (channels, height, width) if data_format == "channels_first" else tuple(shape)
+
+
+def _shape_order(data_format: str) -> str:
+    if data_format == "channels_first":
+        return "(channels, height, width) with data_format='channels_first'"
+    return "(height, width, channels) with data_format='channels_last'"
+
+
 def resolve_input_shape(
     input_shape: Any,
     input_tensor: Any,
     default_shape: tuple[int, int, int],
     min_size: int,
+    data_format: str = "channels_last",
 ) -> tuple:
-    """Returns the (H, W, C) input shape, validated.
+    """Returns the input shape in `data_format`'s order, validated.
 
     Args:
-        input_shape: The user's `input_shape`, or None.
+        input_shape: The user's `input_shape` (in `data_format`'s order), or
+            None.
         input_tensor: The user's `input_tensor`, or None; its shape is used
             when `input_shape` is None.
-        default_shape: Shape to use when neither is given.
+        default_shape: `(height, width, channels)` to use when neither is
+            given.
         min_size: Smallest height and width the architecture supports.
+        data_format: "channels_last" or "channels_first" (resolved).
 
     Returns:
-        A tuple `(height, width, channels)`; height and width may be None.
+        A tuple `(height, width, channels)`, or `(channels, height, width)`
+        channels first; height and width may be None.
 
     Raises:
         ValueError: for a wrong rank, unknown channels or a size below
-            `min_size`.
+            `min_size`; the message says which order `input_shape` is read in.
     """
     if input_shape is None and input_tensor is not None:
         input_shape = tuple(input_tensor.shape[1:])
     if input_shape is None:
-        return tuple(default_shape)
+        return image_shape(default_shape, data_format)
     try:
         shape = tuple(input_shape)
     except TypeError:
         shape = None
+    order = _shape_order(data_format)
     if shape is None or len(shape) != 3:
         raise ValueError(
-            "`input_shape` must be a tuple (height, width, channels). "
-            f"Received: input_shape={input_shape!r}"
+            f"`input_shape` must be a tuple {order}. Received: input_shape={input_shape!r}"
         )
-    height, width, channels = shape
+    if data_format == "channels_first":
+        channels, height, width = shape
+    else:
+        height, width, channels = shape
     if channels is None or channels < 1:
         raise ValueError(
-            f"`input_shape` must have a known, positive number of channels. "
-            f"Received: input_shape={input_shape!r}"
+            f"`input_shape` must have a known, positive number of channels; it is read as "
+            f"{order}. Received: input_shape={input_shape!r}"
         )
     for size in (height, width):
         if size is not None and size < min_size:
             raise ValueError(
-                f"Input size must be at least {min_size}x{min_size}. "
-                f"Received: input_shape={input_shape!r}"
+                f"Input size must be at least {min_size}x{min_size}; `input_shape` is read as "
+                f"{order}. Received: input_shape={input_shape!r}"
             )
     return shape
 
@@ -142,12 +210,12 @@ def model_inputs(input_shape: tuple, input_tensor: Any) -> tuple[Any, Any]:
     return input_tensor, keras.utils.get_source_inputs(input_tensor)
 
 
-def pool_features(x: Any, pooling: str | None) -> Any:
+def pool_features(x: Any, pooling: str | None, data_format: str = "channels_last") -> Any:
     """Applies the `pooling` option of `include_top=False` models."""
     if pooling == "avg":
-        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        return keras.layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool")(x)
     if pooling == "max":
-        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+        return keras.layers.GlobalMaxPooling2D(data_format=data_format, name="max_pool")(x)
     return x
 
 

@@ -190,7 +190,8 @@ def _scale_offset(bn: keras.layers.BatchNormalization) -> tuple[np.ndarray, np.n
 def _is_pointwise_linear(layer: Any) -> bool:
     """Whether `layer` maps each pixel's channels linearly, alone (a 1x1 conv)."""
     if isinstance(layer, GroupedPointwiseConv):
-        return True
+        # `_linear_part` probes channels-last pixels.
+        return layer.data_format == "channels_last"
     return (
         type(layer) is keras.layers.Conv2D
         and layer.data_format == "channels_last"

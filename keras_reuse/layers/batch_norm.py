@@ -14,9 +14,11 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     Keras 3 normalizes a training batch with separate TensorFlow ops
     (moments, then a multiply-add), and differentiates each of them; on CPU
     that costs several passes over the activation per BatchNorm. On the
-    TensorFlow backend, for 4D channels-last inputs, this layer runs the
-    training-mode forward pass as TensorFlow's `FusedBatchNormV3` (one op,
-    with a one-op gradient) and otherwise defers to the parent class.
+    TensorFlow backend, for 4D inputs normalized over the channels of
+    either image data format (`axis=-1` or 3: NHWC; `axis=1`: NCHW), this
+    layer runs the training-mode forward pass as TensorFlow's
+    `FusedBatchNormV3` (one op, with a one-op gradient) and otherwise
+    defers to the parent class.
 
     Same weights (`gamma`, `beta`, `moving_mean`, `moving_variance`), same
     config and same semantics as the parent: the batch is normalized with
@@ -32,12 +34,16 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     It takes the arguments of `keras.layers.BatchNormalization`.
     """
 
+    def _fused_format(self) -> str:
+        """TensorFlow's name of the layout this layer normalizes: "NCHW" for axis 1."""
+        return "NCHW" if self.axis == 1 else "NHWC"
+
     def _fusable(self, inputs, mask) -> bool:
         return (
             keras.backend.backend() == "tensorflow"
             and mask is None
             and len(inputs.shape) == 4
-            and self.axis in (-1, 3)
+            and self.axis in (-1, 1, 3)
             and self.center
             and self.scale
             and not self.renorm
@@ -51,7 +57,11 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         import tensorflow as tf
 
         y, mean, variance = fused_batch_norm_train(
-            inputs, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32), self.epsilon
+            inputs,
+            tf.cast(self.gamma, tf.float32),
+            tf.cast(self.beta, tf.float32),
+            self.epsilon,
+            self._fused_format(),
         )
         moving_mean = tf.cast(self.moving_mean, tf.float32)
         moving_variance = tf.cast(self.moving_variance, tf.float32)

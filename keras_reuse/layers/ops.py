@@ -36,11 +36,14 @@ the matmuls is not measured here: `python -m benchmarks.gpu` does it.
 
 from __future__ import annotations
 
+import math
 import platform
 
 import keras
 import numpy as np
 from keras import ops
+
+from keras_reuse.utils.backends import onednn_enabled
 
 # The package name under which the layers register for `.keras` files.
 PACKAGE = "keras_reuse"
@@ -84,26 +87,34 @@ def trains_grouped_conv2d(x, cin_g: int) -> bool:
     )
 
 
-def grouped_pointwise(x, kernel, training=False, fast: bool = True):
+def grouped_pointwise(
+    x, kernel, training=False, fast: bool = True, data_format: str = "channels_last"
+):
     """A grouped 1x1 convolution without bias, `GroupedPointwiseConv`'s arithmetic.
 
     Output channel `g * cout_g + o` is `sum_i x[..., g * cin_g + i] *
-    kernel[g, i, o]`. Used by `GroupedPointwiseConv` and by the looped LruNet
-    stage (`keras_reuse.applications.lrunet.stage`).
+    kernel[g, i, o]` (channels last; channels first: axis 1). Used by
+    `GroupedPointwiseConv` and by the looped LruNet stage
+    (`keras_reuse.applications.lrunet.stage`).
 
     Args:
-        x: Activations `(..., groups * cin_g)`.
+        x: Activations `(..., groups * cin_g)`, or `(batch, groups * cin_g,
+            ...)` channels first.
         kernel: The kernel's value, `(groups, cin_g, cout_g)`.
         training: Whether this is a training call (TensorFlow's inference
             path differs; see `GroupedPointwiseConv`).
         fast: Allow the TensorFlow fast paths (False: the generic path, for
-            tests).
+            tests). They are channels-last paths.
+        data_format: "channels_last" or "channels_first".
 
     Returns:
-        `(..., groups * cout_g)` activations.
+        `(..., groups * cout_g)` activations (channels first: `(batch,
+        groups * cout_g, ...)`).
     """
     groups, cin_g, cout_g = kernel.shape
     filters = groups * cout_g
+    if data_format == "channels_first" and len(x.shape) > 2:
+        return _grouped_pointwise_channels_first(x, kernel)
     if fast and groups > 1 and len(x.shape) == 4 and keras.backend.backend() == "tensorflow":
         if not training:
             # Inference on TensorFlow: its native grouped Conv2D runs the
@@ -132,6 +143,26 @@ def grouped_pointwise(x, kernel, training=False, fast: bool = True):
             [ops.matmul(a, k) for a, k in zip(slices, kernels, strict=True)], axis=-1
         )
     return ops.reshape(y, (*shape[:-1], filters))
+
+
+def _grouped_pointwise_channels_first(x, kernel):
+    """`grouped_pointwise` of `(batch, C, ...)` activations: one batched matmul.
+
+    The positions stay the last axis: `(batch, groups, cin_g, positions)` is
+    multiplied by each group's transposed kernel `(groups, cout_g, cin_g)`
+    (broadcast over the batch), without moving the channels last. Reshapes
+    are to static shapes where known, as in `channel_shuffle`.
+    """
+    groups, cin_g, cout_g = kernel.shape
+    spatial = tuple(x.shape[2:])
+    if None in spatial:
+        spatial = tuple(ops.shape(x)[2:])
+        lead, positions = ops.shape(x)[0], -1
+    else:
+        lead, positions = -1, math.prod(spatial)
+    x = ops.reshape(x, (lead, groups, cin_g, positions))
+    y = ops.matmul(ops.transpose(kernel, (0, 2, 1)), x)
+    return ops.reshape(y, (lead, groups * cout_g, *spatial))
 
 
 def grouped_filter(kernel):
@@ -180,12 +211,7 @@ def onednn_cpu() -> bool:
     # Optional: TensorFlow, imported on its backend's path only.
     import tensorflow as tf
 
-    try:
-        # Optional: TensorFlow, on its backend's path only (no public query of oneDNN).
-        from tensorflow.python.util import _pywrap_util_port
-    except ImportError:  # a TensorFlow without it: keep the stock op
-        return False
-    return bool(_pywrap_util_port.IsMklEnabled()) and not tf.config.list_physical_devices("GPU")
+    return onednn_enabled() and not tf.config.list_physical_devices("GPU")
 
 
 def repeat_channels(x, times: int):
@@ -225,8 +251,16 @@ def multiplier_one_form(x, kernel):
     )
 
 
-def depthwise_conv(x, kernel, strides=1, padding: str = "same", dilation_rate=1, fast: bool = True):
-    """A channels-last 2D depthwise convolution without bias, as `keras.ops.depthwise_conv`.
+def depthwise_conv(
+    x,
+    kernel,
+    strides=1,
+    padding: str = "same",
+    dilation_rate=1,
+    fast: bool = True,
+    data_format: str = "channels_last",
+):
+    """A 2D depthwise convolution without bias, as `keras.ops.depthwise_conv`.
 
     Output channel `c * M + m` (M the depth multiplier) is input channel `c`
     convolved with `kernel[:, :, c, m]`. Used by `DepthwiseConv2D` and by the
@@ -241,19 +275,22 @@ def depthwise_conv(x, kernel, strides=1, padding: str = "same", dilation_rate=1,
     LruNet-14's shapes (docs/performance.md).
 
     Args:
-        x: Activations `(N, H, W, C)`.
+        x: Activations `(N, H, W, C)` (channels first: `(N, C, H, W)`).
         kernel: `(kh, kw, C, M)`.
         strides: As `keras.ops.depthwise_conv`.
         padding: As `keras.ops.depthwise_conv`.
         dilation_rate: As `keras.ops.depthwise_conv`.
-        fast: Allow the oneDNN form (False: the stock op, for tests).
+        fast: Allow the oneDNN form (False: the stock op, for tests); a
+            channels-last form.
+        data_format: "channels_last" or "channels_first".
 
     Returns:
-        `(N, H', W', C * M)` activations.
+        `(N, H', W', C * M)` activations (channels first: `(N, C * M, H', W')`).
     """
     multiplier = kernel.shape[-1]
     if (
         fast
+        and data_format == "channels_last"
         and multiplier > 1
         and len(x.shape) == 4
         and keras.backend.backend() == "tensorflow"
@@ -261,20 +298,27 @@ def depthwise_conv(x, kernel, strides=1, padding: str = "same", dilation_rate=1,
     ):
         x, kernel = multiplier_one_form(x, kernel)
     return ops.depthwise_conv(
-        x, kernel, strides=strides, padding=padding, dilation_rate=dilation_rate
+        x,
+        kernel,
+        strides=strides,
+        padding=padding,
+        data_format=data_format,
+        dilation_rate=dilation_rate,
     )
 
 
-def fused_batch_norm_train(x, gamma, beta, epsilon: float):
-    """Training-mode BatchNorm as one TensorFlow `FusedBatchNormV3` (NHWC).
+def fused_batch_norm_train(x, gamma, beta, epsilon: float, data_format: str = "NHWC"):
+    """Training-mode BatchNorm as one TensorFlow `FusedBatchNormV3` (NHWC or NCHW).
 
     Args:
-        x: Activations `(N, H, W, C)`, float16, bfloat16 or float32 (others
+        x: Activations `(N, H, W, C)` (`(N, C, H, W)` with "NCHW"),
+            float16, bfloat16 or float32 (others
             are cast to float32). The op reads float16/bfloat16 and
             accumulates in float32, as Keras's upcast does, without
             materializing a float32 copy.
         gamma, beta: `(C,)` float32.
         epsilon: Variance epsilon.
+        data_format: "NHWC" or "NCHW" (TensorFlow's names).
 
     Returns:
         `(y, mean, variance)`: `y` in `x`'s dtype, the batch mean and the
@@ -285,12 +329,14 @@ def fused_batch_norm_train(x, gamma, beta, epsilon: float):
 
     if x.dtype not in (tf.float32, tf.bfloat16, tf.float16):
         x = tf.cast(x, tf.float32)
-    y, mean, variance, _, _, _ = fused_batch_norm_op(x, gamma, beta, epsilon)
-    return y, mean, biased_variance(variance, x)
+    y, mean, variance, _, _, _ = fused_batch_norm_op(x, gamma, beta, epsilon, data_format)
+    return y, mean, biased_variance(variance, x, data_format)
 
 
-def fused_batch_norm_op(x, gamma, beta, epsilon: float):
-    """TensorFlow's training-mode `FusedBatchNormV3` on NHWC `x`, all six outputs.
+def fused_batch_norm_op(x, gamma, beta, epsilon: float, data_format: str = "NHWC"):
+    """TensorFlow's training-mode `FusedBatchNormV3` on `x`, all six outputs.
+
+    `data_format` is "NHWC" or "NCHW"; TensorFlow's CPU kernel takes both.
 
     Returns:
         `(y, batch_mean, batch_variance (Bessel-corrected), reserve_space_1,
@@ -309,17 +355,18 @@ def fused_batch_norm_op(x, gamma, beta, epsilon: float):
         variance=empty,
         epsilon=epsilon,
         exponential_avg_factor=1.0,
-        data_format="NHWC",
+        data_format=data_format,
         is_training=True,
     )
 
 
-def biased_variance(variance, x):
+def biased_variance(variance, x, data_format: str = "NHWC"):
     """`FusedBatchNormV3`'s Bessel-corrected batch variance of `x`, made biased.
 
     Args:
         variance: `(C,)` float32, the op's `batch_variance` output.
-        x: The op's input `(N, H, W, C)`.
+        x: The op's input `(N, H, W, C)`, or `(N, C, H, W)` with "NCHW".
+        data_format: "NHWC" or "NCHW".
 
     Returns:
         The biased variance (what Keras's moving variance averages).
@@ -329,10 +376,12 @@ def biased_variance(variance, x):
 
     # A Python number when the shape is static: four ops fewer per call in
     # the traced step (LruNet-14 has 113 BatchNorm calls).
-    static = x.shape[:-1].num_elements()
+    axis = 1 if data_format == "NCHW" else -1
+    static = x.shape.num_elements()
     if static is not None:
+        static //= x.shape[axis]
         return variance * ((static - 1.0) / max(static, 1.0))
-    count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+    count = tf.cast(tf.size(x) // tf.shape(x)[axis], tf.float32)
     return variance * ((count - 1.0) / tf.maximum(count, 1.0))
 
 
@@ -358,8 +407,10 @@ def channel_shuffle_permutation(
     return source.reshape(groups, channels // groups).T.reshape(-1)
 
 
-def channel_shuffle(x, groups: int = 2, swap_halves: bool = False):
-    """The ShuffleNet channel shuffle of `x`'s last axis, `ChannelShuffle`'s arithmetic.
+def channel_shuffle(
+    x, groups: int = 2, swap_halves: bool = False, data_format: str = "channels_last"
+):
+    """The ShuffleNet channel shuffle of `x`'s channels, `ChannelShuffle`'s arithmetic.
 
     Output channel `k` is input channel `channel_shuffle_permutation(C,
     groups, swap_halves)[k]`, computed as a reshape to `(..., groups, C /
@@ -372,14 +423,18 @@ def channel_shuffle(x, groups: int = 2, swap_halves: bool = False):
     op XNNPACK does not take (docs/reports/int8-bytes.md).
 
     Args:
-        x: A tensor of rank >= 2, channels last; `C` divisible by `groups`
-            (and by 2 with `swap_halves`).
+        x: A tensor of rank >= 2; `C` divisible by `groups` (and by 2 with
+            `swap_halves`).
         groups: Shuffle groups.
         swap_halves: Exchange the two channel halves first (LruNet).
+        data_format: "channels_last" (channels on the last axis) or
+            "channels_first" (on axis 1).
 
     Returns:
         The permuted tensor, `x`'s shape.
     """
+    if data_format == "channels_first" and len(x.shape) > 2:
+        return _channel_shuffle_channels_first(x, groups, swap_halves)
     channels = x.shape[-1]
     if swap_halves:
         low, high = ops.split(x, 2, axis=-1)
@@ -392,15 +447,31 @@ def channel_shuffle(x, groups: int = 2, swap_halves: bool = False):
     return ops.reshape(ops.swapaxes(x, -1, -2), (*lead, channels))
 
 
-def half_swap_shuffle(x):
+def _channel_shuffle_channels_first(x, groups: int, swap_halves: bool):
+    """`channel_shuffle` on axis 1 of `(batch, C, ...)`: the same reshapes and transpose."""
+    channels = x.shape[1]
+    if swap_halves:
+        low, high = ops.split(x, 2, axis=1)
+        x = ops.concatenate([high, low], axis=1)
+    spatial = x.shape[2:]
+    if None in spatial:
+        lead, spatial = ops.shape(x)[0], tuple(ops.shape(x)[2:])
+    else:
+        lead, spatial = -1, tuple(spatial)
+    x = ops.reshape(x, (lead, groups, channels // groups, *spatial))
+    return ops.reshape(ops.swapaxes(x, 1, 2), (lead, channels, *spatial))
+
+
+def half_swap_shuffle(x, data_format: str = "channels_last"):
     """`ChannelShuffle(2, swap_halves=True)`: out[2j] = x[C/2+j], out[2j+1] = x[j]."""
-    return channel_shuffle(x, 2, swap_halves=True)
+    return channel_shuffle(x, 2, swap_halves=True, data_format=data_format)
 
 
-def inverse_half_swap_shuffle(x):
+def inverse_half_swap_shuffle(x, data_format: str = "channels_last"):
     """The inverse permutation of `half_swap_shuffle`."""
     # A shuffle of g groups is undone by one of C/g groups; then the halves
     # go back.
-    x = channel_shuffle(x, x.shape[-1] // 2)
-    low, high = ops.split(x, 2, axis=-1)
-    return ops.concatenate([high, low], axis=-1)
+    axis = 1 if data_format == "channels_first" and len(x.shape) > 2 else -1
+    x = channel_shuffle(x, x.shape[axis] // 2, data_format=data_format)
+    low, high = ops.split(x, 2, axis=axis)
+    return ops.concatenate([high, low], axis=axis)

@@ -105,6 +105,10 @@ def _node_macs(layer: keras.layers.Layer, node) -> int:
     in_shape = node.arguments.keras_tensors[0].shape
     if any(d is None for d in out_shape[1:]) or not layer.weights:
         return 0
+    if getattr(layer, "data_format", None) == "channels_first" and len(out_shape) > 2:
+        # The same count as channels last: channels moved to the end.
+        out_shape = (out_shape[0], *out_shape[2:], out_shape[1])
+        in_shape = (in_shape[0], *in_shape[2:], in_shape[1])
     positions = math.prod(out_shape[1:-1])
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         kh, kw = layer.kernel_size

@@ -9,6 +9,7 @@ it, before anything is written.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 from typing import Any
@@ -56,17 +57,24 @@ def create_model(
         input_shape: `(height, width, channels)`.
 
     Returns:
-        The model (`classifier_activation=None`: the loss takes logits).
+        The model (`classifier_activation=None`: the loss takes logits),
+        channels last whatever `keras.config.image_data_format()` says: the
+        data pipeline's images are `(batch, height, width, channels)`.
 
     Raises:
         ConfigError: naming the model argument the constructor refused.
     """
+    constructor = applications.get(name)
+    # The images are channels last; a constructor of a user's may not take
+    # the keyword (it then follows keras.config.image_data_format()).
+    parameters = inspect.signature(constructor).parameters
+    layout = {"data_format": "channels_last"} if "data_format" in parameters else {}
     try:
-        return applications.create(
-            name,
+        return constructor(
             num_classes=num_classes,
             input_shape=input_shape,
             classifier_activation=None,
+            **layout,
             **model_args,
         )
     except ValueError as error:

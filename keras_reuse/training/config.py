@@ -43,6 +43,8 @@ _RUN_DECIDES = frozenset(
         "weights",
         "classifier_activation",
         "name",
+        # The data pipeline's images are channels last.
+        "data_format",
     )
 )
 # What defines the trained network: a resumed run must not change it.

@@ -57,3 +57,48 @@ def require_tensorflow(feature: str, instead: str) -> None:
             f"{feature} needs the TensorFlow Keras backend, but this process runs "
             f"KERAS_BACKEND={backend!r} (Keras picks its backend at import). {instead}"
         )
+
+
+def onednn_enabled() -> bool:
+    """Whether TensorFlow runs its CPU kernels through oneDNN in this process (TensorFlow only)."""
+    try:
+        # Optional: TensorFlow, on its backend's path only (no public query of oneDNN).
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # a TensorFlow without it: its stock kernels
+        return False
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def check_data_format_runs(data_format: str) -> None:
+    """Raises ValueError where this backend cannot run `data_format` on this machine's devices.
+
+    TensorFlow's own CPU convolution kernels (`Conv2D`) take channels_last
+    (NHWC) input only: with channels_first they fail when called ("The Conv2D
+    op currently only supports the NHWC tensor format on the CPU"). oneDNN's
+    CPU kernels and the GPU's take both, as do JAX's and PyTorch's on every
+    device. So channels_first is refused on the TensorFlow backend in a
+    process with no GPU and oneDNN off, before a model is built.
+
+    Args:
+        data_format: "channels_last" or "channels_first" (checked).
+
+    Raises:
+        ValueError: naming the format, the backend and what to do instead.
+    """
+    if data_format != "channels_first" or keras.backend.backend() != "tensorflow":
+        return
+    # Optional: TensorFlow, imported on its backend's path only.
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU") or onednn_enabled():
+        return
+    raise ValueError(
+        "data_format='channels_first' cannot run here on the TensorFlow backend: "
+        "TensorFlow's CPU convolutions take channels_last (NHWC) input only unless oneDNN "
+        "runs them, and this process has no GPU and started TensorFlow with oneDNN off "
+        "(TF_ENABLE_ONEDNN_OPTS=0, or a CPU where it is off by default). Build with "
+        "data_format='channels_last' (or keras.config.set_image_data_format('channels_last'); "
+        "the weights are the same in both formats), start TensorFlow with "
+        "TF_ENABLE_ONEDNN_OPTS=1, or use KERAS_BACKEND='torch' or 'jax', which run "
+        "channels_first on CPU."
+    )

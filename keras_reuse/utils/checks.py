@@ -58,3 +58,36 @@ def check_bool(name: str, value: Any, optional: bool = False) -> None:
     if not isinstance(value, bool):
         what = "True, False or None" if optional else "True or False"
         raise ValueError(f"`{name}` must be {what}. Received: {name}={value!r}")
+
+
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def check_data_format(data_format: Any) -> str:
+    """An image data format, None meaning Keras's global one (`keras.config.image_data_format()`).
+
+    Args:
+        data_format: "channels_last", "channels_first" or None.
+
+    Returns:
+        "channels_last" or "channels_first".
+
+    Raises:
+        ValueError: quoting any other value.
+    """
+    if data_format is None:
+        # Lazy: the package's checks import nothing heavy until a format is read.
+        import keras
+
+        data_format = keras.config.image_data_format()
+    if data_format not in DATA_FORMATS:
+        raise ValueError(
+            "`data_format` must be 'channels_last', 'channels_first' or None (Keras's "
+            f"`keras.config.image_data_format()`). Received: data_format={data_format!r}"
+        )
+    return data_format
+
+
+def channel_axis(data_format: str) -> int:
+    """The channel axis of a batch of images in `data_format`: 1 (channels first) or -1."""
+    return 1 if data_format == "channels_first" else -1

@@ -29,6 +29,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_reuse.applications.common import check_runs, image_shape, resolve_data_format
 from keras_reuse.applications.lrunet.model import PLANES, LruNet, convert_reuse_weights
 from keras_reuse.applications.lrunet.stage import resolve_reuse_loop
 
@@ -257,7 +258,9 @@ def _listed(keys: set[str]) -> str:
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
-def load_lrunet_checkpoint(path: str | os.PathLike, reuse_loop: bool | None = None) -> keras.Model:
+def load_lrunet_checkpoint(
+    path: str | os.PathLike, reuse_loop: bool | None = None, data_format: str | None = None
+) -> keras.Model:
     """Builds a Keras `LruNet` holding the weights of an authors' checkpoint.
 
     The configuration comes from the checkpoint's tensors: classes from the
@@ -276,6 +279,9 @@ def load_lrunet_checkpoint(path: str | os.PathLike, reuse_loop: bool | None = No
             argument (None: `keras_reuse.applications.lrunet.stage.default_reuse_loop()`).
             The checkpoint is read into the unrolled network, converted
             with `convert_reuse_weights` for a looped one.
+        data_format: The returned network's image data format, as `LruNet`'s
+            argument (None: `keras.config.image_data_format()`); its input
+            is `(1, 28, 28)` channels first for Fashion-MNIST, say.
 
     Returns:
         A `keras.Model` whose logits equal the PyTorch network's.
@@ -291,13 +297,20 @@ def load_lrunet_checkpoint(path: str | os.PathLike, reuse_loop: bool | None = No
     """
     path = os.fspath(path)
     looped = resolve_reuse_loop(reuse_loop)
+    data_format = resolve_data_format(data_format)
+    check_runs(data_format)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"LruNet checkpoint not found: path={path!r}")
     state = _read_state_dict(path)
     config = _infer_config(path, state)
+    config["input_shape"] = image_shape(config["input_shape"], data_format)
     try:
         model = LruNet(
-            **config, classifier_activation=None, name=_model_name(config), reuse_loop=False
+            **config,
+            classifier_activation=None,
+            name=_model_name(config),
+            data_format=data_format,
+            reuse_loop=False,
         )
     except ValueError as error:
         raise ValueError(
@@ -336,7 +349,11 @@ def load_lrunet_checkpoint(path: str | os.PathLike, reuse_loop: bool | None = No
         variable.assign(value)
     if looped:
         target = LruNet(
-            **config, classifier_activation=None, name=_model_name(config), reuse_loop=True
+            **config,
+            classifier_activation=None,
+            name=_model_name(config),
+            data_format=data_format,
+            reuse_loop=True,
         )
         return convert_reuse_weights(model, target)
     return model

@@ -48,24 +48,34 @@ _LAYER_TYPES = common.LayerTypes(
 )
 
 
-def _batch_norm(name: str, types: common.LayerTypes) -> layers.BatchNormalization:
+def _batch_norm(
+    name: str, types: common.LayerTypes, data_format: str = "channels_last"
+) -> layers.BatchNormalization:
     # PyTorch's BatchNorm2d defaults (eps 1e-5, momentum 0.1 == Keras 0.9).
-    return types.norm(momentum=0.9, epsilon=1e-5, name=name)
+    axis = common.channel_axis(data_format)
+    return types.norm(axis=axis, momentum=0.9, epsilon=1e-5, name=name)
 
 
-def _max_pool(x: Any, name: str) -> Any:
+def _max_pool(x: Any, name: str, data_format: str = "channels_last") -> Any:
     # PyTorch's MaxPool2d(3, stride=2, padding=1) pads one pixel on every
     # side; Keras 'same' pads only after, which shifts every window. The
     # input is post-ReLU (>= 0), so zero padding is exactly -inf padding.
-    x = layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
-    return layers.MaxPooling2D(3, strides=2, name=name)(x)
+    x = layers.ZeroPadding2D(1, data_format=data_format, name=f"{name}_pad")(x)
+    return layers.MaxPooling2D(3, strides=2, data_format=data_format, name=name)(x)
 
 
-def _concat_self(x: Any, copies: int, name: str) -> Any:
-    return layers.Concatenate(name=name)([x] * copies)
+def _concat_self(x: Any, copies: int, name: str, data_format: str = "channels_last") -> Any:
+    return layers.Concatenate(axis=common.channel_axis(data_format), name=name)([x] * copies)
 
 
-def _lru_stage(x: Any, planes: int, layer_reuse: int, prefix: str, types: common.LayerTypes) -> Any:
+def _lru_stage(
+    x: Any,
+    planes: int,
+    layer_reuse: int,
+    prefix: str,
+    types: common.LayerTypes,
+    data_format: str = "channels_last",
+) -> Any:
     """One LruNet stage (layers named `{prefix}_*`): a dw+pw pair applied `layer_reuse` times."""
     depthwise = types.depthwise(
         3,
@@ -73,25 +83,33 @@ def _lru_stage(x: Any, planes: int, layer_reuse: int, prefix: str, types: common
         depth_multiplier=2,
         use_bias=False,
         depthwise_initializer=conv_kernel_initializer(),
+        data_format=data_format,
         name=f"{prefix}_dw",
     )
-    pointwise = types.pointwise(planes, groups=_GROUPS, name=f"{prefix}_pw")
+    pointwise = types.pointwise(
+        planes, groups=_GROUPS, data_format=data_format, name=f"{prefix}_pw"
+    )
     for i in range(1, layer_reuse + 1):
         it = f"{prefix}_reuse{i}"
         residual = x
         x = depthwise(x)
-        x = _batch_norm(f"{it}_dw_bn", types)(x)
+        x = _batch_norm(f"{it}_dw_bn", types, data_format)(x)
         x = pointwise(x)
-        x = _batch_norm(f"{it}_pw_bn", types)(x)
+        x = _batch_norm(f"{it}_pw_bn", types, data_format)(x)
         x = layers.Add(name=f"{it}_add")([x, residual])
         x = layers.ReLU(name=f"{it}_relu")(x)
         if i < layer_reuse:
-            x = types.shuffle(2, swap_halves=True, name=f"{it}_shuffle")(x)
+            x = types.shuffle(2, swap_halves=True, data_format=data_format, name=f"{it}_shuffle")(x)
     return x
 
 
 def _lru_stage_loop(
-    x: Any, planes: int, layer_reuse: int, stage: int, recompute: bool = False
+    x: Any,
+    planes: int,
+    layer_reuse: int,
+    stage: int,
+    recompute: bool = False,
+    data_format: str = "channels_last",
 ) -> Any:
     """The same stage as one `LruStage` layer (named `stage{k}`): a traced loop.
 
@@ -105,6 +123,7 @@ def _lru_stage_loop(
         momentum=0.9,
         epsilon=1e-5,
         recompute=recompute,
+        data_format=data_format,
         name=f"stage{stage}",
     )(x)
 
@@ -205,7 +224,14 @@ def unroll_reuse_loops(model: keras.Model) -> keras.Model:
 
     def call(layer: keras.layers.Layer, *args: Any, **kwargs: Any) -> Any:
         if isinstance(layer, LruStage):
-            return _lru_stage(args[0], layer.filters, layer.layer_reuse, layer.name, _LAYER_TYPES)
+            return _lru_stage(
+                args[0],
+                layer.filters,
+                layer.layer_reuse,
+                layer.name,
+                _LAYER_TYPES,
+                layer.data_format,
+            )
         return layer(*args, **kwargs)
 
     unrolled = keras.models.clone_model(model, call_function=call)
@@ -244,6 +270,7 @@ def LruNet(
     classifier_activation: Any = "softmax",
     name: str = "lrunet",
     *,
+    data_format: str | None = None,
     reuse_loop: bool | None = None,
     recompute: bool = False,
     _layer_types: common.LayerTypes = _LAYER_TYPES,
@@ -257,8 +284,10 @@ def LruNet(
         width_multiplier: Width factor k; stage widths are
             `[64, 128, 256, 512] * k`. The published models use 1 and 2.
         dropout: Dropout rate before the classifier convolution.
-        input_shape: `(height, width, channels)`, at least 28x28. Defaults to
-            `(32, 32, 3)`; Fashion-MNIST models use `(28, 28, 1)`.
+        input_shape: `(height, width, channels)`, or `(channels, height,
+            width)` channels first; at least 28x28. Defaults to
+            `(32, 32, 3)` (`(3, 32, 32)`); Fashion-MNIST models use
+            `(28, 28, 1)` (`(1, 28, 28)`).
         input_tensor: Optional Keras tensor to use as image input.
         include_top: Whether to include the classifier head. Without it the
             model ends after the last stage's max pool.
@@ -274,6 +303,13 @@ def LruNet(
         classifier_activation: Activation of the output. `None` returns the
             logits of the reference network.
         name: Model name.
+        data_format: "channels_last", "channels_first" or None (default):
+            `keras.config.image_data_format()`, as keras.applications and
+            keras-hub's backbones. The weights (published ones included)
+            are the same in both formats; the outputs too, for inputs
+            transposed. Refused, before anything is built, where the
+            backend cannot run it (TensorFlow's CPU without oneDNN cannot
+            run channels-first convolutions).
         reuse_loop: Build each stage as one `LruStage` layer that runs its
             iterations in a traced loop (`keras.ops.fori_loop`) instead of
             unrolling them in the graph: same arithmetic and weights (stacked
@@ -295,6 +331,7 @@ def LruNet(
     Returns:
         A `keras.Model`.
     """
+    data_format = common.resolve_data_format(data_format)
     common.check_positive_int("layer_reuse", layer_reuse)
     if not isinstance(recompute, bool):
         raise ValueError(f"`recompute` must be True or False. Received: recompute={recompute!r}")
@@ -324,6 +361,7 @@ def LruNet(
             weights,
             classifier_activation,
             name,
+            data_format=data_format,
             reuse_loop=saved_looped,
         )
         target = LruNet(
@@ -338,6 +376,7 @@ def LruNet(
             None,
             classifier_activation,
             name,
+            data_format=data_format,
             reuse_loop=reuse_loop,
             recompute=recompute,
         )
@@ -359,10 +398,14 @@ def LruNet(
     common.check_rate("dropout", dropout)
     common.check_top_arguments(include_top, pooling, weights, classifier_activation)
     default_shape = preset.input_shape if preset else (32, 32, 3)
-    input_shape = common.resolve_input_shape(input_shape, input_tensor, default_shape, _MIN_SIZE)
+    input_shape = common.resolve_input_shape(
+        input_shape, input_tensor, default_shape, _MIN_SIZE, data_format
+    )
+    common.check_runs(data_format)
+    channels = input_shape[0] if data_format == "channels_first" else input_shape[-1]
     preset_path = None
     if preset is not None:
-        if input_shape[-1] != preset.input_shape[-1]:
+        if channels != preset.input_shape[-1]:
             raise ValueError(
                 f"weights={preset.dataset!r} was trained on {preset.input_shape[-1]}-channel "
                 f"images {preset.input_shape}. Received: input_shape={input_shape!r}"
@@ -373,56 +416,59 @@ def LruNet(
     # The authors' stem always has 64 filters and is duplicated for the 2x
     # model; widths that are not a multiple of 64 get a stem of their own.
     stem_filters = _STEM_FILTERS if planes[0] % _STEM_FILTERS == 0 else planes[0]
-    x = layers.ZeroPadding2D(1, name="stem_pad")(img_input)
+    fmt = data_format
+    x = layers.ZeroPadding2D(1, data_format=fmt, name="stem_pad")(img_input)
     x = layers.Conv2D(
         stem_filters,
         3,
         strides=2,
         use_bias=False,
         kernel_initializer=conv_kernel_initializer(),
+        data_format=fmt,
         name="stem_conv",
     )(x)
-    x = _batch_norm("stem_bn", _layer_types)(x)
+    x = _batch_norm("stem_bn", _layer_types, fmt)(x)
     x = layers.ReLU(name="stem_relu")(x)
     if planes[0] != stem_filters:
-        x = _concat_self(x, planes[0] // stem_filters, "stem_concat")
+        x = _concat_self(x, planes[0] // stem_filters, "stem_concat", fmt)
 
     def stage(x: Any, planes: int, reuse: int, k: int) -> Any:
         if reuse_loop:
-            return _lru_stage_loop(x, planes, reuse, k, recompute)
-        return _lru_stage(x, planes, reuse, f"stage{k}", _layer_types)
+            return _lru_stage_loop(x, planes, reuse, k, recompute, fmt)
+        return _lru_stage(x, planes, reuse, f"stage{k}", _layer_types, fmt)
 
     x = stage(x, planes[0], layer_reuse, 1)
-    x = _max_pool(x, "stage1_pool")
-    x = _concat_self(x, 2, "stage1_concat")
+    x = _max_pool(x, "stage1_pool", fmt)
+    x = _concat_self(x, 2, "stage1_concat", fmt)
     x = stage(x, planes[1], layer_reuse, 2)
-    x = _max_pool(x, "stage2_pool")
-    x = _concat_self(x, 2, "stage2_concat")
+    x = _max_pool(x, "stage2_pool", fmt)
+    x = _concat_self(x, 2, "stage2_concat", fmt)
     x = stage(x, planes[2], layer_reuse, 3)
-    x = _concat_self(x, 2, "stage3_concat")
+    x = _concat_self(x, 2, "stage3_concat", fmt)
     x = stage(x, planes[3], layer_reuse, 4)
-    x = _max_pool(x, "stage4_pool")
+    x = _max_pool(x, "stage4_pool", fmt)
 
     if include_top:
         head = int(_HEAD_PLANES * width_multiplier)
-        x = _layer_types.pointwise(head, groups=_GROUPS, name="head_pw")(x)
-        x = _batch_norm("head_bn", _layer_types)(x)
+        x = _layer_types.pointwise(head, groups=_GROUPS, data_format=fmt, name="head_pw")(x)
+        x = _batch_norm("head_bn", _layer_types, fmt)(x)
         x = layers.ReLU(name="head_relu")(x)
         x = layers.Dropout(dropout, name="head_dropout")(x)
         x = layers.Conv2D(
             num_classes,
             1,
             kernel_initializer=conv_kernel_initializer(),
+            data_format=fmt,
             name="head_logits_conv",
         )(x)
         x = layers.ReLU(name="head_logits_relu")(x)
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.GlobalAveragePooling2D(data_format=fmt, name="avg_pool")(x)
         x = common.classifier_output(x, classifier_activation)
     else:
-        x = common.pool_features(x, pooling)
+        x = common.pool_features(x, pooling, fmt)
     model = common.finish_model(inputs, x, name, weights)
     if preset is not None:
-        _load_preset(model, preset, preset_path, include_top)
+        _load_preset(model, preset, preset_path, include_top, data_format)
     return model
 
 
@@ -459,10 +505,19 @@ def _preset_classes(preset: lrunet_presets.LruNetPreset, num_classes: Any, inclu
 
 
 def _load_preset(
-    model: keras.Model, preset: lrunet_presets.LruNetPreset, path: str, include_top: bool
+    model: keras.Model,
+    preset: lrunet_presets.LruNetPreset,
+    path: str,
+    include_top: bool,
+    data_format: str,
 ) -> None:
-    """Loads a verified preset file into `model` (whole, or its backbone)."""
-    if include_top and tuple(model.input_shape[1:]) == preset.input_shape:
+    """Loads a verified preset file into `model` (whole, or its backbone).
+
+    The published files hold weights of either data format (Keras's kernels
+    do not depend on it), so `model` may be channels first.
+    """
+    published_shape = common.image_shape(preset.input_shape, data_format)
+    if include_top and tuple(model.input_shape[1:]) == published_shape:
         model.load_weights(path)
         return
     # Another input size or no classifier: load the published network, then
@@ -471,8 +526,9 @@ def _load_preset(
         num_classes=preset.num_classes,
         layer_reuse=preset.layer_reuse,
         width_multiplier=preset.width_multiplier,
-        input_shape=preset.input_shape,
+        input_shape=published_shape,
         classifier_activation=None,
+        data_format=data_format,
         reuse_loop=False,  # the published files' layout
     )
     reference.load_weights(path)

@@ -24,7 +24,8 @@ the backward calls the gradient kernels TensorFlow's
 registered gradients call (`nn_grad.py`) on recomputed inputs, so the
 gradients agree to float32 rounding (tests/applications/test_lean_iteration.py).
 TensorFlow only: `keras_reuse.applications.lrunet.stage.LruStage` uses it in training on
-the TensorFlow backend.
+the TensorFlow backend, always channels last (a channels-first stage
+transposes its input there once, before the loop).
 """
 
 from __future__ import annotations

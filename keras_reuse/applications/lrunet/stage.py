@@ -35,6 +35,14 @@ trains each iteration as `keras_reuse.applications.lrunet.recompute.lean_iterati
 custom gradient that keeps a quarter of the activations
 (`tests/applications/test_lean_iteration.py`).
 
+Both image data formats: channels first, the body runs on `(batch, C, H,
+W)` activations (the shuffle, the depthwise convolution, the BatchNorms and
+the grouped 1x1 convolution on axis 1) on JAX and PyTorch; on TensorFlow,
+whose CPU depthwise and fused kernels are channels-last ones (Keras
+transposes around each depthwise call on a CPU), the stage transposes its
+input once to channels last, runs the same loop with the fast paths above,
+and transposes the output back. The weights are the same in both formats.
+
 Weight layout (names inside the layer, which is named `stage{k}`):
 
     depthwise_kernel      (3, 3, C, 2)          = stage{k}_dw kernel
@@ -62,6 +70,7 @@ from keras_reuse.layers.ops import (
     onednn_cpu,
 )
 from keras_reuse.reuse.summary import LayerReuse
+from keras_reuse.utils.checks import channel_axis, check_data_format
 
 BN_WEIGHTS = ("gamma", "beta", "moving_mean", "moving_variance")
 
@@ -106,11 +115,12 @@ def resolve_reuse_loop(reuse_loop) -> bool:
     return reuse_loop
 
 
-def _batch_norm_train_generic(x, gamma, beta, epsilon):
+def _batch_norm_train_generic(x, gamma, beta, epsilon, axis: int = -1):
     x32 = ops.cast(x, "float32")
-    mean, variance = ops.moments(x32, axes=list(range(len(x.shape) - 1)))
+    rank = len(x.shape)
+    mean, variance = ops.moments(x32, axes=[a for a in range(rank) if a != axis % rank])
     y = ops.batch_normalization(
-        x32, mean, variance, axis=-1, offset=beta, scale=gamma, epsilon=epsilon
+        x32, mean, variance, axis=axis, offset=beta, scale=gamma, epsilon=epsilon
     )
     return y, mean, variance
 
@@ -143,6 +153,8 @@ class LruStage(keras.layers.Layer):
             JAX, XLA's CPU code for the convolutions is far faster inside a
             loop body (LruNet-1, batch 32: 0.31 s a train step looped
             against 31 s unrolled, first step 16 s against 45 s).
+        data_format: "channels_last", "channels_first" or None:
+            `keras.config.image_data_format()` (see the module docstring).
         **kwargs: Base layer keyword arguments.
     """
 
@@ -157,9 +169,11 @@ class LruStage(keras.layers.Layer):
         fused: bool = True,
         recompute: bool = False,
         unroll: bool | None = None,
+        data_format: str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.data_format = check_data_format(data_format)
         self.filters = filters
         self.layer_reuse = layer_reuse
         self.groups = groups
@@ -176,7 +190,8 @@ class LruStage(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def build(self, input_shape):
-        channels = input_shape[-1]
+        axis = channel_axis(self.data_format)
+        channels = input_shape[axis]
         if channels != self.filters:
             raise ValueError(
                 f"Layer '{self.name}': the residual needs input channels == filters="
@@ -208,7 +223,7 @@ class LruStage(keras.layers.Layer):
                         autocast=False,
                     ),
                 )
-        self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: channels})
+        self.input_spec = keras.layers.InputSpec(ndim=4, axes={axis: channels})
 
     def traces_unrolled(self) -> bool:
         """Whether `call` traces the N iterations without a loop (see `unroll`)."""
@@ -235,7 +250,8 @@ class LruStage(keras.layers.Layer):
         """The stage's N iterations, without updating the moving statistics.
 
         Args:
-            inputs: The stage's input, `(batch, H, W, filters)`.
+            inputs: The stage's input, `(batch, H, W, filters)` (channels
+                first: `(batch, filters, H, W)`).
             training: Normalize with each iteration's batch statistics
                 (True) or with the moving statistics (False).
 
@@ -246,7 +262,19 @@ class LruStage(keras.layers.Layer):
             `call` folds into the moving statistics, and what precise
             BatchNorm, `keras_reuse.training.callbacks`, averages); `{}` otherwise.
         """
+        if self.data_format == "channels_first" and self._tf_fused():
+            # TensorFlow's fast kernels are channels-last ones: one transpose
+            # each way around the whole loop.
+            outputs, stats = self._iterations(
+                ops.transpose(inputs, (0, 2, 3, 1)), training, "channels_last"
+            )
+            return ops.transpose(outputs, (0, 3, 1, 2)), stats
+        return self._iterations(inputs, training, self.data_format)
+
+    def _iterations(self, inputs, training: bool, data_format: str):
+        """`run_iterations` with the activations in `data_format`."""
         n = self.layer_reuse
+        axis = channel_axis(data_format)
         dtype = self.compute_dtype
         dw_kernel = ops.cast(self.depthwise_kernel, dtype)
         pw_kernel = ops.cast(self.pointwise_kernel, dtype)
@@ -255,9 +283,15 @@ class LruStage(keras.layers.Layer):
             for p in ("dw_bn", "pw_bn")
             for w in BN_WEIGHTS
         }
-        train_bn = fused_batch_norm_train if self._tf_fused() else _batch_norm_train_generic
         eps = self.epsilon
         fused = self._tf_fused()
+        if fused:
+            # Channels last here: `run_iterations` transposed channels-first input.
+            train_bn = fused_batch_norm_train
+        else:
+
+            def train_bn(x, gamma, beta, epsilon):
+                return _batch_norm_train_generic(x, gamma, beta, epsilon, axis)
 
         def row(stack, i):
             # A dynamic slice, not a gather: its gradient is a dense pad, where a
@@ -283,7 +317,7 @@ class LruStage(keras.layers.Layer):
                     ops.cast(x, "float32"),
                     mean,
                     variance,
-                    axis=-1,
+                    axis=axis,
                     offset=beta,
                     scale=gamma,
                     epsilon=eps,
@@ -314,10 +348,10 @@ class LruStage(keras.layers.Layer):
                 dw_stats = accumulate(dw_stats, i, mean1, var1)
                 pw_stats = accumulate(pw_stats, i, mean2, var2)
                 return out, dw_stats, pw_stats
-            x = half_swap_shuffle(p)
-            h = depthwise_conv(x, dw_kernel, fast=fused)
+            x = half_swap_shuffle(p, data_format)
+            h = depthwise_conv(x, dw_kernel, fast=fused, data_format=data_format)
             h, dw_stats = norm(h, "dw_bn", i, dw_stats)
-            h = grouped_pointwise(h, pw_kernel, training, fused)
+            h = grouped_pointwise(h, pw_kernel, training, fused, data_format)
             h, pw_stats = norm(h, "pw_bn", i, pw_stats)
             return ops.relu(h + x), dw_stats, pw_stats
 
@@ -328,7 +362,11 @@ class LruStage(keras.layers.Layer):
             pw_stats = (zeros(self.filters), zeros(self.filters))
         else:
             dw_stats = pw_stats = ()
-        carry = (inverse_half_swap_shuffle(ops.cast(inputs, dtype)), dw_stats, pw_stats)
+        carry = (
+            inverse_half_swap_shuffle(ops.cast(inputs, dtype), data_format),
+            dw_stats,
+            pw_stats,
+        )
         if self.traces_unrolled():
             # The same body traced N times (no while loop): for small N,
             # where a loop and its gradient cost more to trace than N copies.
@@ -364,7 +402,8 @@ class LruStage(keras.layers.Layer):
         unrolled LruNet with the same configuration.
 
         Args:
-            output_shape: The stage's output shape `(batch, H, W, C)`; MACs
+            output_shape: The stage's output shape `(batch, H, W, C)` (or
+                `(batch, C, H, W)` channels first); MACs
                 are 0 if H or W is unknown.
 
         Returns:
@@ -373,7 +412,12 @@ class LruStage(keras.layers.Layer):
 
         n, k = self.layer_reuse, self.name
         mid = self.filters * self.depth_multiplier
-        spatial = output_shape[1:-1] if output_shape is not None else (None,)
+        if output_shape is None:
+            spatial = (None,)
+        elif self.data_format == "channels_first":
+            spatial = output_shape[2:]
+        else:
+            spatial = output_shape[1:-1]
         positions = 0 if None in spatial else spatial[0] * spatial[1]
         kernels = [
             LayerReuse(f"{k}_dw", "LruStage", n, 9 * mid, n * positions * mid * 9),
@@ -405,6 +449,12 @@ class LruStage(keras.layers.Layer):
                 "fused": self.fused,
                 "recompute": self.recompute,
                 "unroll": self.unroll,
+                "data_format": self.data_format,
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Files saved before the layer took a data_format were channels last.
+        return super().from_config({"data_format": "channels_last", **config})

@@ -21,6 +21,7 @@ Reference:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -35,28 +36,42 @@ _IMAGENET_SHAPE = (224, 224, 3)
 _CIFAR_SHAPE = (32, 32, 3)
 
 
-def _conv(filters: int, kernel_size: int, name: str, strides: int = 1) -> layers.Conv2D:
-    return layers.Conv2D(
-        filters,
-        kernel_size,
-        strides=strides,
-        padding="same" if strides == 1 else "valid",
-        use_bias=False,
-        kernel_initializer="he_normal",
-        name=name,
-    )
+# The image data format of the network being built: every layer that has
+# one is built in it. A module global would leak between builds; this is
+# passed down instead, with the layer types.
+@dataclasses.dataclass(frozen=True)
+class _Build:
+    types: common.LayerTypes
+    data_format: str = "channels_last"
 
+    @property
+    def axis(self) -> int:
+        return common.channel_axis(self.data_format)
 
-def _apply_conv(x: Any, conv: layers.Conv2D) -> Any:
-    """Applies `conv`, padding explicitly (PyTorch style) when it strides."""
-    if conv.strides[0] > 1 and conv.kernel_size[0] > 1:
-        pad = conv.kernel_size[0] // 2
-        x = layers.ZeroPadding2D(pad, name=f"{conv.name}_pad")(x)
-    return conv(x)
+    def channels(self, x: Any) -> int:
+        return x.shape[self.axis]
 
+    def conv(self, filters: int, kernel_size: int, name: str, strides: int = 1) -> layers.Conv2D:
+        return layers.Conv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding="same" if strides == 1 else "valid",
+            use_bias=False,
+            kernel_initializer="he_normal",
+            data_format=self.data_format,
+            name=name,
+        )
 
-def _bn(name: str, types: common.LayerTypes) -> layers.BatchNormalization:
-    return types.norm(epsilon=1e-5, name=name)
+    def apply_conv(self, x: Any, conv: layers.Conv2D) -> Any:
+        """Applies `conv`, padding explicitly (PyTorch style) when it strides."""
+        if conv.strides[0] > 1 and conv.kernel_size[0] > 1:
+            pad = conv.kernel_size[0] // 2
+            x = layers.ZeroPadding2D(pad, data_format=self.data_format, name=f"{conv.name}_pad")(x)
+        return conv(x)
+
+    def bn(self, name: str) -> layers.BatchNormalization:
+        return self.types.norm(axis=self.axis, epsilon=1e-5, name=name)
 
 
 # Fused for training speed on CPU; same weights and inference as Keras's.
@@ -70,7 +85,8 @@ class _SharedConv:
     One instance per stage, so each stage shares its own layer.
     """
 
-    def __init__(self, share: bool, filters: int, stage_name: str):
+    def __init__(self, share: bool, filters: int, stage_name: str, build: _Build):
+        self._build = build
         self._share = share
         self._filters = filters
         self._stage = stage_name
@@ -78,47 +94,47 @@ class _SharedConv:
 
     def __call__(self, block_name: str, suffix: str) -> layers.Conv2D:
         if not self._share:
-            return _conv(self._filters, 3, f"{block_name}_{suffix}_conv")
+            return self._build.conv(self._filters, 3, f"{block_name}_{suffix}_conv")
         if self._layer is None:
-            self._layer = _conv(self._filters, 3, f"{self._stage}_shared_{suffix}_conv")
+            self._layer = self._build.conv(self._filters, 3, f"{self._stage}_shared_{suffix}_conv")
         return self._layer
 
 
 # --------------------------------------------------------------- ImageNet ---
 
 
-def _basic_block(x, filters, stride, name, shared: _SharedConv, types: common.LayerTypes):
-    if stride != 1 or x.shape[-1] != filters:
-        shortcut = _conv(filters, 1, f"{name}_0_conv", strides=stride)(x)
-        shortcut = _bn(f"{name}_0_bn", types)(shortcut)
+def _basic_block(x, filters, stride, name, shared: _SharedConv, b: _Build):
+    if stride != 1 or b.channels(x) != filters:
+        shortcut = b.conv(filters, 1, f"{name}_0_conv", strides=stride)(x)
+        shortcut = b.bn(f"{name}_0_bn")(shortcut)
     else:
         shortcut = x
-    x = _apply_conv(x, _conv(filters, 3, f"{name}_1_conv", strides=stride))
-    x = _bn(f"{name}_1_bn", types)(x)
+    x = b.apply_conv(x, b.conv(filters, 3, f"{name}_1_conv", strides=stride))
+    x = b.bn(f"{name}_1_bn")(x)
     x = layers.ReLU(name=f"{name}_1_relu")(x)
     x = shared(name, "2")(x)
-    x = _bn(f"{name}_2_bn", types)(x)
+    x = b.bn(f"{name}_2_bn")(x)
     x = layers.Add(name=f"{name}_add")([shortcut, x])
     return layers.ReLU(name=f"{name}_out")(x)
 
 
-def _bottleneck_block(x, filters, stride, name, shared: _SharedConv, types: common.LayerTypes):
+def _bottleneck_block(x, filters, stride, name, shared: _SharedConv, b: _Build):
     out_filters = 4 * filters
-    if stride != 1 or x.shape[-1] != out_filters:
-        shortcut = _conv(out_filters, 1, f"{name}_0_conv", strides=stride)(x)
-        shortcut = _bn(f"{name}_0_bn", types)(shortcut)
+    if stride != 1 or b.channels(x) != out_filters:
+        shortcut = b.conv(out_filters, 1, f"{name}_0_conv", strides=stride)(x)
+        shortcut = b.bn(f"{name}_0_bn")(shortcut)
     else:
         shortcut = x
-    x = _conv(filters, 1, f"{name}_1_conv")(x)
-    x = _bn(f"{name}_1_bn", types)(x)
+    x = b.conv(filters, 1, f"{name}_1_conv")(x)
+    x = b.bn(f"{name}_1_bn")(x)
     x = layers.ReLU(name=f"{name}_1_relu")(x)
     # Strided blocks keep their own 3x3 conv: its stride differs.
-    conv = shared(name, "2") if stride == 1 else _conv(filters, 3, f"{name}_2_conv", stride)
-    x = _apply_conv(x, conv)
-    x = _bn(f"{name}_2_bn", types)(x)
+    conv = shared(name, "2") if stride == 1 else b.conv(filters, 3, f"{name}_2_conv", stride)
+    x = b.apply_conv(x, conv)
+    x = b.bn(f"{name}_2_bn")(x)
     x = layers.ReLU(name=f"{name}_2_relu")(x)
-    x = _conv(out_filters, 1, f"{name}_3_conv")(x)
-    x = _bn(f"{name}_3_bn", types)(x)
+    x = b.conv(out_filters, 1, f"{name}_3_conv")(x)
+    x = b.bn(f"{name}_3_bn")(x)
     x = layers.Add(name=f"{name}_add")([shortcut, x])
     return layers.ReLU(name=f"{name}_out")(x)
 
@@ -145,39 +161,45 @@ def _build_imagenet(
     classifier_activation: Any = "softmax",
     name: str | None = None,
     *,
+    data_format: str | None = None,
     _layer_types: common.LayerTypes = _LAYER_TYPES,
 ) -> keras.Model:
     """ShaResNet-`depth` in the torchvision layout (see `ShaResNet50`)."""
     block_fn, blocks = _IMAGENET_STAGES[depth]
+    data_format = common.resolve_data_format(data_format)
     common.check_positive_int("num_classes", num_classes)
     common.check_bool("share", share)
     common.check_top_arguments(include_top, pooling, weights, classifier_activation)
-    input_shape = common.resolve_input_shape(input_shape, input_tensor, _IMAGENET_SHAPE, 32)
+    input_shape = common.resolve_input_shape(
+        input_shape, input_tensor, _IMAGENET_SHAPE, 32, data_format
+    )
+    common.check_runs(data_format)
     img_input, inputs = common.model_inputs(input_shape, input_tensor)
-    types = _layer_types
+    build = _Build(_layer_types, data_format)
+    fmt = data_format
 
-    x = layers.ZeroPadding2D(3, name="conv1_pad")(img_input)
-    x = _conv(64, 7, "conv1_conv", strides=2)(x)
-    x = _bn("conv1_bn", types)(x)
+    x = layers.ZeroPadding2D(3, data_format=fmt, name="conv1_pad")(img_input)
+    x = build.conv(64, 7, "conv1_conv", strides=2)(x)
+    x = build.bn("conv1_bn")(x)
     x = layers.ReLU(name="conv1_relu")(x)
     # Zero padding equals -inf padding here: the input is post-ReLU.
-    x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
-    x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    x = layers.ZeroPadding2D(1, data_format=fmt, name="pool1_pad")(x)
+    x = layers.MaxPooling2D(3, strides=2, data_format=fmt, name="pool1_pool")(x)
 
     for stage, num_blocks in enumerate(blocks):
         filters = 64 * 2**stage
         stage_name = f"conv{stage + 2}"
-        shared = _SharedConv(share, filters, stage_name)
+        shared = _SharedConv(share, filters, stage_name, build)
         for b in range(num_blocks):
             stride = 2 if stage > 0 and b == 0 else 1
-            x = block_fn(x, filters, stride, f"{stage_name}_block{b + 1}", shared, types)
+            x = block_fn(x, filters, stride, f"{stage_name}_block{b + 1}", shared, build)
 
     if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.GlobalAveragePooling2D(data_format=fmt, name="avg_pool")(x)
         x = layers.Dense(num_classes, name="fc")(x)
         x = common.classifier_output(x, classifier_activation)
     else:
-        x = common.pool_features(x, pooling)
+        x = common.pool_features(x, pooling, fmt)
     return common.finish_model(inputs, x, name or f"sharesnet{depth}", weights)
 
 
@@ -231,16 +253,21 @@ _IMAGENET_ARGS = """
         include_top: Whether to include the global pooling and classifier.
         weights: None (random initialization) or the path to a weights file.
         input_tensor: Optional Keras tensor to use as image input.
-        input_shape: `(height, width, channels)`, at least 32x32. Defaults
-            to `(224, 224, 3)`.
+        input_shape: `(height, width, channels)` (channels first:
+            `(channels, height, width)`), at least 32x32. Defaults to
+            `(224, 224, 3)`.
         pooling: Feature pooling when `include_top=False`: None, "avg", "max".
         **kwargs: The other `keras.applications` keywords, passed to the
             stage-table builder: `include_top` (whether to include the global
             pooling and classifier), `weights` (None or the path to a weights
             file), `input_tensor`, `input_shape` (`(height, width, channels)`,
-            at least 32x32; default `(224, 224, 3)`), `pooling` (None, "avg"
-            or "max" when `include_top=False`), `classifier_activation`
-            (None gives logits) and `name` (default "sharesnetN").
+            or `(channels, height, width)` channels first; at least 32x32;
+            default `(224, 224, 3)`), `pooling` (None, "avg" or "max" when
+            `include_top=False`), `classifier_activation` (None gives
+            logits), `name` (default "sharesnetN") and `data_format`
+            ("channels_last", "channels_first" or None:
+            `keras.config.image_data_format()`; refused where the backend
+            cannot run it).
 
     Returns:
         A `keras.Model`.
@@ -254,40 +281,40 @@ for _constructor in (ShaResNet18, ShaResNet34, ShaResNet50, ShaResNet101, ShaRes
 # ------------------------------------------------------------------ CIFAR ---
 
 
-def _preact(x, name, types):
-    x = _bn(f"{name}_preact_bn", types)(x)
+def _preact(x, name, b: _Build):
+    x = b.bn(f"{name}_preact_bn")(x)
     return layers.ReLU(name=f"{name}_preact_relu")(x)
 
 
-def _preact_bottleneck_block(x, filters, stride, name, conv3x3, types):
+def _preact_bottleneck_block(x, filters, stride, name, conv3x3, b: _Build):
     out_filters = 4 * filters
-    preact = _preact(x, name, types)
-    if stride != 1 or x.shape[-1] != out_filters:
-        shortcut = _conv(out_filters, 1, f"{name}_0_conv", strides=stride)(preact)
+    preact = _preact(x, name, b)
+    if stride != 1 or b.channels(x) != out_filters:
+        shortcut = b.conv(out_filters, 1, f"{name}_0_conv", strides=stride)(preact)
     else:
         shortcut = x
-    x = _conv(filters, 1, f"{name}_1_conv")(preact)
-    x = _bn(f"{name}_1_bn", types)(x)
+    x = b.conv(filters, 1, f"{name}_1_conv")(preact)
+    x = b.bn(f"{name}_1_bn")(x)
     x = layers.ReLU(name=f"{name}_1_relu")(x)
-    x = _apply_conv(x, conv3x3)
-    x = _bn(f"{name}_2_bn", types)(x)
+    x = b.apply_conv(x, conv3x3)
+    x = b.bn(f"{name}_2_bn")(x)
     x = layers.ReLU(name=f"{name}_2_relu")(x)
-    x = _conv(out_filters, 1, f"{name}_3_conv")(x)
+    x = b.conv(out_filters, 1, f"{name}_3_conv")(x)
     return layers.Add(name=f"{name}_add")([shortcut, x])
 
 
-def _wide_block(x, filters, stride, name, conv3x3, types, dropout):
-    preact = _preact(x, name, types)
-    if stride != 1 or x.shape[-1] != filters:
-        shortcut = _conv(filters, 1, f"{name}_0_conv", strides=stride)(preact)
+def _wide_block(x, filters, stride, name, conv3x3, b: _Build, dropout):
+    preact = _preact(x, name, b)
+    if stride != 1 or b.channels(x) != filters:
+        shortcut = b.conv(filters, 1, f"{name}_0_conv", strides=stride)(preact)
     else:
         shortcut = x
-    x = _apply_conv(preact, _conv(filters, 3, f"{name}_1_conv", strides=stride))
-    x = _bn(f"{name}_1_bn", types)(x)
+    x = b.apply_conv(preact, b.conv(filters, 3, f"{name}_1_conv", strides=stride))
+    x = b.bn(f"{name}_1_bn")(x)
     x = layers.ReLU(name=f"{name}_1_relu")(x)
     if dropout > 0:
         x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
-    x = _apply_conv(x, conv3x3)
+    x = b.apply_conv(x, conv3x3)
     return layers.Add(name=f"{name}_add")([shortcut, x])
 
 
@@ -306,40 +333,46 @@ def _build_cifar(
     classifier_activation: Any,
     name: str,
     _layer_types: common.LayerTypes,
+    data_format: str | None,
 ) -> keras.Model:
     """Pre-activation CIFAR ResNet; block 1 of each stage owns its 3x3 conv.
 
     `conv3x3_strides` says whether the conv that the other blocks share is
     the one that strides in block 1 (bottleneck) or not (wide basic block).
     """
+    data_format = common.resolve_data_format(data_format)
     common.check_positive_int("num_classes", num_classes)
     common.check_bool("share", share)
     common.check_top_arguments(include_top, pooling, weights, classifier_activation)
-    input_shape = common.resolve_input_shape(input_shape, input_tensor, _CIFAR_SHAPE, 8)
+    input_shape = common.resolve_input_shape(
+        input_shape, input_tensor, _CIFAR_SHAPE, 8, data_format
+    )
+    common.check_runs(data_format)
     img_input, inputs = common.model_inputs(input_shape, input_tensor)
+    build = _Build(_layer_types, data_format)
 
-    x = _conv(16, 3, "conv1_conv")(img_input)
+    x = build.conv(16, 3, "conv1_conv")(img_input)
     for stage, filters in enumerate(widths):
         stage_name = f"conv{stage + 2}"
-        shared = _SharedConv(share, filters, stage_name)
+        shared = _SharedConv(share, filters, stage_name, build)
         for b in range(num_blocks):
             block_name = f"{stage_name}_block{b + 1}"
             stride = 2 if stage > 0 and b == 0 else 1
             if b == 0:
                 own_stride = stride if conv3x3_strides else 1
-                conv3x3 = _conv(filters, 3, f"{block_name}_2_conv", strides=own_stride)
+                conv3x3 = build.conv(filters, 3, f"{block_name}_2_conv", strides=own_stride)
             else:
                 conv3x3 = shared(block_name, "2")
-            x = block_fn(x, filters, stride, block_name, conv3x3, _layer_types)
-    x = _bn("post_bn", _layer_types)(x)
+            x = block_fn(x, filters, stride, block_name, conv3x3, build)
+    x = build.bn("post_bn")(x)
     x = layers.ReLU(name="post_relu")(x)
 
     if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool")(x)
         x = layers.Dense(num_classes, name="fc")(x)
         x = common.classifier_output(x, classifier_activation)
     else:
-        x = common.pool_features(x, pooling)
+        x = common.pool_features(x, pooling, data_format)
     return common.finish_model(inputs, x, name, weights)
 
 
@@ -355,6 +388,7 @@ def ShaResNet164(
     classifier_activation: Any = "softmax",
     name: str = "sharesnet164",
     *,
+    data_format: str | None = None,
     _layer_types: common.LayerTypes = _LAYER_TYPES,
 ) -> keras.Model:
     """Instantiates the pre-activation bottleneck ShaResNet-164 for CIFAR.
@@ -369,11 +403,15 @@ def ShaResNet164(
         include_top: Whether to include the global pooling and classifier.
         weights: None (random initialization) or the path to a weights file.
         input_tensor: Optional Keras tensor to use as image input.
-        input_shape: `(height, width, channels)`, at least 8x8. Defaults to
+        input_shape: `(height, width, channels)` (channels first:
+            `(channels, height, width)`), at least 8x8. Defaults to
             `(32, 32, 3)`.
         pooling: Feature pooling when `include_top=False`: None, "avg", "max".
         classifier_activation: Activation of the output; None gives logits.
         name: Model name.
+        data_format: "channels_last", "channels_first" or None (default):
+            `keras.config.image_data_format()`. The weights are the same in
+            both. Refused where the backend cannot run it.
         _layer_types: Private: the layer classes to build from (the tests'
             stock-Keras baselines).
 
@@ -395,6 +433,7 @@ def ShaResNet164(
         classifier_activation,
         name,
         _layer_types,
+        data_format,
     )
 
 
@@ -413,6 +452,7 @@ def WideShaResNet(
     classifier_activation: Any = "softmax",
     name: str | None = None,
     *,
+    data_format: str | None = None,
     _layer_types: common.LayerTypes = _LAYER_TYPES,
 ) -> keras.Model:
     """Instantiates a pre-activation Wide ShaResNet (WRN-depth-width).
@@ -430,11 +470,15 @@ def WideShaResNet(
         include_top: Whether to include the global pooling and classifier.
         weights: None (random initialization) or the path to a weights file.
         input_tensor: Optional Keras tensor to use as image input.
-        input_shape: `(height, width, channels)`, at least 8x8. Defaults to
+        input_shape: `(height, width, channels)` (channels first:
+            `(channels, height, width)`), at least 8x8. Defaults to
             `(32, 32, 3)`.
         pooling: Feature pooling when `include_top=False`: None, "avg", "max".
         classifier_activation: Activation of the output; None gives logits.
         name: Model name; defaults to "wide_sharesnet{depth}_{width}".
+        data_format: "channels_last", "channels_first" or None (default):
+            `keras.config.image_data_format()`. The weights are the same in
+            both. Refused where the backend cannot run it.
         _layer_types: Private: the layer classes to build from (the tests'
             stock-Keras baselines).
 
@@ -450,8 +494,8 @@ def WideShaResNet(
     common.check_positive_int("width", width)
     common.check_rate("dropout", dropout)
 
-    def block(x, filters, stride, block_name, conv3x3, types):
-        return _wide_block(x, filters, stride, block_name, conv3x3, types, dropout)
+    def block(x, filters, stride, block_name, conv3x3, build):
+        return _wide_block(x, filters, stride, block_name, conv3x3, build, dropout)
 
     return _build_cifar(
         block,
@@ -468,4 +512,5 @@ def WideShaResNet(
         classifier_activation,
         name or f"wide_sharesnet{depth}_{width}",
         _layer_types,
+        data_format,
     )
