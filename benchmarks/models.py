@@ -95,7 +95,7 @@ def keras_model(name: str, policy: str = "float32", naive: bool = False) -> Any:
     _, constructor, kwargs = MODELS[name]
     if naive:
         # The naive layer types replace the unrolled network's layers.
-        kwargs = {**kwargs, "_layer_types": _naive_layer_types(), "reuse_loop": False}
+        kwargs = {**kwargs, "layer_types": _naive_layer_types(), "reuse_loop": False}
     with dtype_policy_scope(policy):
         return applications.create(
             constructor, num_classes=10, classifier_activation=None, **kwargs

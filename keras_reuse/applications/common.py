@@ -37,6 +37,7 @@ __all__ = [
     "check_runs",
     "check_top_arguments",
     "resolve_data_format",
+    "resolve_layer_types",
 ]
 
 _POOLING = (None, "avg", "max")
@@ -46,10 +47,9 @@ _POOLING = (None, "avg", "max")
 class LayerTypes:
     """The layer classes a network is built from, passed down its builder.
 
-    Private: the stock-Keras baselines of the benchmarks and tests build the
-    same network from other layers (`keras.layers.BatchNormalization`,
-    `Conv2D(groups=...)`) through a constructor's `_layer_types` keyword,
-    instead of swapping this package's module globals.
+    A constructor's `layer_types` keyword builds the same network from other
+    layers (`keras.layers.BatchNormalization`, `Conv2D(groups=...)`): the
+    stock-Keras baselines of the benchmarks and tests.
 
     Attributes:
         norm: BatchNormalization-like class (`momentum`, `epsilon`, `name`).
@@ -231,3 +231,26 @@ def finish_model(inputs: Any, outputs: Any, name: str, weights: Any) -> keras.Mo
     if weights is not None:
         model.load_weights(weights)
     return model
+
+
+def resolve_layer_types(layer_types: LayerTypes | None, default: LayerTypes) -> LayerTypes:
+    """A constructor's `layer_types` keyword: None is the family's own layers.
+
+    Args:
+        layer_types: What the caller passed.
+        default: The family's layer classes.
+
+    Returns:
+        The layer classes to build from.
+
+    Raises:
+        ValueError: `layer_types` is neither None nor a `LayerTypes`.
+    """
+    if layer_types is None:
+        return default
+    if not isinstance(layer_types, LayerTypes):
+        raise ValueError(
+            "`layer_types` must be None or a keras_reuse.applications.common.LayerTypes. "
+            f"Received: layer_types={layer_types!r}"
+        )
+    return layer_types

@@ -45,6 +45,8 @@ _RUN_DECIDES = frozenset(
         "name",
         # The data pipeline's images are channels last.
         "data_format",
+        # Layer classes, for benchmarks and tests: not a flag.
+        "layer_types",
     )
 )
 # What defines the trained network: a resumed run must not change it.

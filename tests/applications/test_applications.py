@@ -236,6 +236,7 @@ BAD_LRUNET = [
     (dict(include_top=False, pooling="mean"), r"pooling='mean'"),
     (dict(include_top="yes"), r"include_top='yes'"),
     (dict(classifier_activation="sofmax"), r"classifier_activation='sofmax'"),
+    (dict(layer_types="stock"), r"LayerTypes. Received: layer_types='stock'"),
 ]
 
 
@@ -258,8 +259,24 @@ def test_lrunet_bad_arguments(kwargs, message):
         (applications.WideShaResNet, dict(depth=4), r"depth=4"),
         (applications.WideShaResNet, dict(width=0), r"width=0"),
         (applications.WideShaResNet, dict(dropout=1.5), r"dropout=1.5"),
+        (applications.ShaResNet18, dict(layer_types=1), r"layer_types=1"),
+        (applications.ShaResNet164, dict(layer_types=1), r"layer_types=1"),
+        (applications.WideShaResNet, dict(layer_types=1), r"layer_types=1"),
     ],
 )
 def test_sharesnet_bad_arguments(constructor, kwargs, message):
     with pytest.raises(ValueError, match=message):
         constructor(**kwargs)
+
+
+@pytest.mark.parametrize("name", ["sharesnet18", "sharesnet34", "sharesnet50", "sharesnet101"])
+def test_imagenet_sharesnets_show_their_keywords(name):
+    # The signature an IDE and the API reference read, not `**kwargs`.
+    import inspect
+
+    parameters = inspect.signature(applications.get(name)).parameters
+    assert list(parameters)[:10] == [
+        "num_classes", "share", "include_top", "weights", "input_tensor", "input_shape",
+        "pooling", "classifier_activation", "name", "data_format",
+    ]  # fmt: skip
+    assert all(f"{p}:" in applications.get(name).__doc__ for p in parameters)

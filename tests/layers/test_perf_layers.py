@@ -302,7 +302,7 @@ _STOCK = LayerTypes(keras.layers.BatchNormalization, _EinsumPointwise, _GatherSh
 def test_lrunet_training_step_equals_the_stock_layer_network():
     kwargs = dict(layer_reuse=2, input_shape=(28, 28, 1), classifier_activation=None, dropout=0.0)
     fast = lrunet.LruNet(**kwargs)
-    stock = lrunet.LruNet(**kwargs, _layer_types=_STOCK)
+    stock = lrunet.LruNet(**kwargs, layer_types=_STOCK)
     assert not any(isinstance(layer, FusedBatchNormalization) for layer in stock.layers)
     assert [w.path for w in fast.weights] == [w.path for w in stock.weights]
     rng = np.random.default_rng(14)
@@ -341,7 +341,7 @@ def test_sharesnet_training_step_equals_the_stock_batchnorm_network():
     kwargs = dict(depth=10, width=1, num_classes=10, classifier_activation=None)
     keras.utils.set_random_seed(0)
     fast = sharesnet.WideShaResNet(**kwargs)
-    stock = sharesnet.WideShaResNet(**kwargs, _layer_types=_STOCK)
+    stock = sharesnet.WideShaResNet(**kwargs, layer_types=_STOCK)
     assert any(type(layer) is FusedBatchNormalization for layer in fast.layers)
     assert not any(type(layer) is FusedBatchNormalization for layer in stock.layers)
     stock.set_weights(fast.get_weights())

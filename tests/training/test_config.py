@@ -94,7 +94,7 @@ def test_model_arguments_come_from_the_signatures_and_docstrings(throwaway):
     assert arguments["dropout"].models == ("lrunet", "wide_sharesnet")
     assert arguments["reuse_loop"].kind is bool
     # What the run decides, and private keywords, are not model arguments.
-    for name in ("num_classes", "input_shape", "weights", "name", "data_format", "_layer_types"):
+    for name in ("num_classes", "input_shape", "weights", "name", "data_format", "layer_types"):
         assert name not in arguments
 
 

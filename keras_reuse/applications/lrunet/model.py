@@ -273,7 +273,7 @@ def LruNet(
     data_format: str | None = None,
     reuse_loop: bool | None = None,
     recompute: bool = False,
-    _layer_types: common.LayerTypes = _LAYER_TYPES,
+    layer_types: common.LayerTypes | None = None,
 ) -> keras.Model:
     """Instantiates the LruNet architecture (N-LruNet-kx in the paper).
 
@@ -325,13 +325,17 @@ def LruNet(
             (`keras_reuse.applications.lrunet.recompute`; slower, in a
             fraction of the live memory: docs/reports/memory.md). Implies
             `reuse_loop=True`; refused with `reuse_loop=False`.
-        _layer_types: Private: the layer classes to build from (the
-            benchmarks' and tests' stock-Keras baselines).
+        layer_types: The classes of the BatchNorm, grouped 1x1 convolution
+            and channel shuffle layers to build from
+            (`keras_reuse.applications.common.LayerTypes`); None (default):
+            the package's. Stock Keras layers here build the same network
+            from Keras's own layers, e.g. to compare speed.
 
     Returns:
         A `keras.Model`.
     """
     data_format = common.resolve_data_format(data_format)
+    layer_types = common.resolve_layer_types(layer_types, _LAYER_TYPES)
     common.check_positive_int("layer_reuse", layer_reuse)
     if not isinstance(recompute, bool):
         raise ValueError(f"`recompute` must be True or False. Received: recompute={recompute!r}")
@@ -427,7 +431,7 @@ def LruNet(
         data_format=fmt,
         name="stem_conv",
     )(x)
-    x = _batch_norm("stem_bn", _layer_types, fmt)(x)
+    x = _batch_norm("stem_bn", layer_types, fmt)(x)
     x = layers.ReLU(name="stem_relu")(x)
     if planes[0] != stem_filters:
         x = _concat_self(x, planes[0] // stem_filters, "stem_concat", fmt)
@@ -435,7 +439,7 @@ def LruNet(
     def stage(x: Any, planes: int, reuse: int, k: int) -> Any:
         if reuse_loop:
             return _lru_stage_loop(x, planes, reuse, k, recompute, fmt)
-        return _lru_stage(x, planes, reuse, f"stage{k}", _layer_types, fmt)
+        return _lru_stage(x, planes, reuse, f"stage{k}", layer_types, fmt)
 
     x = stage(x, planes[0], layer_reuse, 1)
     x = _max_pool(x, "stage1_pool", fmt)
@@ -450,8 +454,8 @@ def LruNet(
 
     if include_top:
         head = int(_HEAD_PLANES * width_multiplier)
-        x = _layer_types.pointwise(head, groups=_GROUPS, data_format=fmt, name="head_pw")(x)
-        x = _batch_norm("head_bn", _layer_types, fmt)(x)
+        x = layer_types.pointwise(head, groups=_GROUPS, data_format=fmt, name="head_pw")(x)
+        x = _batch_norm("head_bn", layer_types, fmt)(x)
         x = layers.ReLU(name="head_relu")(x)
         x = layers.Dropout(dropout, name="head_dropout")(x)
         x = layers.Conv2D(

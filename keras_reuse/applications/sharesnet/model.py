@@ -162,11 +162,12 @@ def _build_imagenet(
     name: str | None = None,
     *,
     data_format: str | None = None,
-    _layer_types: common.LayerTypes = _LAYER_TYPES,
+    layer_types: common.LayerTypes | None = None,
 ) -> keras.Model:
     """ShaResNet-`depth` in the torchvision layout (see `ShaResNet50`)."""
     block_fn, blocks = _IMAGENET_STAGES[depth]
     data_format = common.resolve_data_format(data_format)
+    layer_types = common.resolve_layer_types(layer_types, _LAYER_TYPES)
     common.check_positive_int("num_classes", num_classes)
     common.check_bool("share", share)
     common.check_top_arguments(include_top, pooling, weights, classifier_activation)
@@ -175,7 +176,7 @@ def _build_imagenet(
     )
     common.check_runs(data_format)
     img_input, inputs = common.model_inputs(input_shape, input_tensor)
-    build = _Build(_layer_types, data_format)
+    build = _Build(layer_types, data_format)
     fmt = data_format
 
     x = layers.ZeroPadding2D(3, data_format=fmt, name="conv1_pad")(img_input)
@@ -204,49 +205,25 @@ def _build_imagenet(
 
 
 @register_model("sharesnet18")
-def ShaResNet18(num_classes: int = 1000, share: bool = True, **kwargs: Any) -> keras.Model:
+def ShaResNet18(
+    num_classes: int = 1000,
+    share: bool = True,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: Any = None,
+    input_shape: tuple | None = None,
+    pooling: str | None = None,
+    classifier_activation: Any = "softmax",
+    name: str | None = None,
+    *,
+    data_format: str | None = None,
+    layer_types: common.LayerTypes | None = None,
+) -> keras.Model:
     """Instantiates ShaResNet-18 (ImageNet layout, basic blocks).
 
     With `share=True` the second 3x3 conv of every block in a stage is one
     shared layer; `share=False` gives the plain ResNet-18.
-    """
-    return _build_imagenet(18, num_classes, share, **kwargs)
 
-
-@register_model("sharesnet34")
-def ShaResNet34(num_classes: int = 1000, share: bool = True, **kwargs: Any) -> keras.Model:
-    """Instantiates ShaResNet-34 (ImageNet layout, basic blocks): ShaResNet-18's sharing."""
-    return _build_imagenet(34, num_classes, share, **kwargs)
-
-
-@register_model("sharesnet50")
-def ShaResNet50(num_classes: int = 1000, share: bool = True, **kwargs: Any) -> keras.Model:
-    """Instantiates ShaResNet-50 (ImageNet layout, bottleneck blocks).
-
-    With `share=True` the 3x3 conv of every stride-1 block in a stage is one
-    shared layer (the paper's ShaResNet); `share=False` gives the plain
-    ResNet-50.
-    """
-    return _build_imagenet(50, num_classes, share, **kwargs)
-
-
-@register_model("sharesnet101")
-def ShaResNet101(num_classes: int = 1000, share: bool = True, **kwargs: Any) -> keras.Model:
-    """ShaResNet-101 (ImageNet layout): ShaResNet-50's sharing, 23 blocks in stage 3."""
-    return _build_imagenet(101, num_classes, share, **kwargs)
-
-
-@register_model("sharesnet152")
-def ShaResNet152(num_classes: int = 1000, share: bool = True, **kwargs: Any) -> keras.Model:
-    """Instantiates ShaResNet-152 (ImageNet layout, bottleneck blocks, stages of 3, 8, 36, 3).
-
-    The paper's headline network: sharing removes 39% of ResNet-152's
-    parameters for less than 0.2% of ImageNet accuracy.
-    """
-    return _build_imagenet(152, num_classes, share, **kwargs)
-
-
-_IMAGENET_ARGS = """
     Args:
         num_classes: Number of classes for the classifier.
         share: Share the stage's 3x3 convolutions (ShaResNet) or not (ResNet).
@@ -257,25 +234,270 @@ _IMAGENET_ARGS = """
             `(channels, height, width)`), at least 32x32. Defaults to
             `(224, 224, 3)`.
         pooling: Feature pooling when `include_top=False`: None, "avg", "max".
-        **kwargs: The other `keras.applications` keywords, passed to the
-            stage-table builder: `include_top` (whether to include the global
-            pooling and classifier), `weights` (None or the path to a weights
-            file), `input_tensor`, `input_shape` (`(height, width, channels)`,
-            or `(channels, height, width)` channels first; at least 32x32;
-            default `(224, 224, 3)`), `pooling` (None, "avg" or "max" when
-            `include_top=False`), `classifier_activation` (None gives
-            logits), `name` (default "sharesnetN") and `data_format`
-            ("channels_last", "channels_first" or None:
-            `keras.config.image_data_format()`; refused where the backend
-            cannot run it).
+        classifier_activation: Activation of the output; None gives logits.
+        name: Model name; defaults to "sharesnet{depth}".
+        data_format: "channels_last", "channels_first" or None (default):
+            `keras.config.image_data_format()`. The weights are the same in
+            both. Refused where the backend cannot run it.
+        layer_types: The classes of the BatchNorm layers to build from
+            (`keras_reuse.applications.common.LayerTypes`); None (default):
+            the package's. Stock Keras layers here build the same network
+            from Keras's own layers, e.g. to compare speed.
 
     Returns:
         A `keras.Model`.
     """
+    return _build_imagenet(
+        18,
+        num_classes,
+        share,
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classifier_activation,
+        name,
+        data_format=data_format,
+        layer_types=layer_types,
+    )
 
-# One Args section for the five, as keras.applications does for its ResNets.
-for _constructor in (ShaResNet18, ShaResNet34, ShaResNet50, ShaResNet101, ShaResNet152):
-    _constructor.__doc__ = _constructor.__doc__.rstrip() + "\n" + _IMAGENET_ARGS
+
+@register_model("sharesnet34")
+def ShaResNet34(
+    num_classes: int = 1000,
+    share: bool = True,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: Any = None,
+    input_shape: tuple | None = None,
+    pooling: str | None = None,
+    classifier_activation: Any = "softmax",
+    name: str | None = None,
+    *,
+    data_format: str | None = None,
+    layer_types: common.LayerTypes | None = None,
+) -> keras.Model:
+    """Instantiates ShaResNet-34 (ImageNet layout, basic blocks).
+
+    ShaResNet-18's sharing over stages of 3, 4, 6 and 3 blocks;
+    `share=False` gives the plain ResNet-34.
+
+    Args:
+        num_classes: Number of classes for the classifier.
+        share: Share the stage's 3x3 convolutions (ShaResNet) or not (ResNet).
+        include_top: Whether to include the global pooling and classifier.
+        weights: None (random initialization) or the path to a weights file.
+        input_tensor: Optional Keras tensor to use as image input.
+        input_shape: `(height, width, channels)` (channels first:
+            `(channels, height, width)`), at least 32x32. Defaults to
+            `(224, 224, 3)`.
+        pooling: Feature pooling when `include_top=False`: None, "avg", "max".
+        classifier_activation: Activation of the output; None gives logits.
+        name: Model name; defaults to "sharesnet{depth}".
+        data_format: "channels_last", "channels_first" or None (default):
+            `keras.config.image_data_format()`. The weights are the same in
+            both. Refused where the backend cannot run it.
+        layer_types: The classes of the BatchNorm layers to build from
+            (`keras_reuse.applications.common.LayerTypes`); None (default):
+            the package's. Stock Keras layers here build the same network
+            from Keras's own layers, e.g. to compare speed.
+
+    Returns:
+        A `keras.Model`.
+    """
+    return _build_imagenet(
+        34,
+        num_classes,
+        share,
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classifier_activation,
+        name,
+        data_format=data_format,
+        layer_types=layer_types,
+    )
+
+
+@register_model("sharesnet50")
+def ShaResNet50(
+    num_classes: int = 1000,
+    share: bool = True,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: Any = None,
+    input_shape: tuple | None = None,
+    pooling: str | None = None,
+    classifier_activation: Any = "softmax",
+    name: str | None = None,
+    *,
+    data_format: str | None = None,
+    layer_types: common.LayerTypes | None = None,
+) -> keras.Model:
+    """Instantiates ShaResNet-50 (ImageNet layout, bottleneck blocks).
+
+    With `share=True` the 3x3 conv of every stride-1 block in a stage is one
+    shared layer (the paper's ShaResNet); `share=False` gives the plain
+    ResNet-50.
+
+    Args:
+        num_classes: Number of classes for the classifier.
+        share: Share the stage's 3x3 convolutions (ShaResNet) or not (ResNet).
+        include_top: Whether to include the global pooling and classifier.
+        weights: None (random initialization) or the path to a weights file.
+        input_tensor: Optional Keras tensor to use as image input.
+        input_shape: `(height, width, channels)` (channels first:
+            `(channels, height, width)`), at least 32x32. Defaults to
+            `(224, 224, 3)`.
+        pooling: Feature pooling when `include_top=False`: None, "avg", "max".
+        classifier_activation: Activation of the output; None gives logits.
+        name: Model name; defaults to "sharesnet{depth}".
+        data_format: "channels_last", "channels_first" or None (default):
+            `keras.config.image_data_format()`. The weights are the same in
+            both. Refused where the backend cannot run it.
+        layer_types: The classes of the BatchNorm layers to build from
+            (`keras_reuse.applications.common.LayerTypes`); None (default):
+            the package's. Stock Keras layers here build the same network
+            from Keras's own layers, e.g. to compare speed.
+
+    Returns:
+        A `keras.Model`.
+    """
+    return _build_imagenet(
+        50,
+        num_classes,
+        share,
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classifier_activation,
+        name,
+        data_format=data_format,
+        layer_types=layer_types,
+    )
+
+
+@register_model("sharesnet101")
+def ShaResNet101(
+    num_classes: int = 1000,
+    share: bool = True,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: Any = None,
+    input_shape: tuple | None = None,
+    pooling: str | None = None,
+    classifier_activation: Any = "softmax",
+    name: str | None = None,
+    *,
+    data_format: str | None = None,
+    layer_types: common.LayerTypes | None = None,
+) -> keras.Model:
+    """Instantiates ShaResNet-101 (ImageNet layout, bottleneck blocks).
+
+    ShaResNet-50's sharing over stages of 3, 4, 23 and 3 blocks;
+    `share=False` gives the plain ResNet-101.
+
+    Args:
+        num_classes: Number of classes for the classifier.
+        share: Share the stage's 3x3 convolutions (ShaResNet) or not (ResNet).
+        include_top: Whether to include the global pooling and classifier.
+        weights: None (random initialization) or the path to a weights file.
+        input_tensor: Optional Keras tensor to use as image input.
+        input_shape: `(height, width, channels)` (channels first:
+            `(channels, height, width)`), at least 32x32. Defaults to
+            `(224, 224, 3)`.
+        pooling: Feature pooling when `include_top=False`: None, "avg", "max".
+        classifier_activation: Activation of the output; None gives logits.
+        name: Model name; defaults to "sharesnet{depth}".
+        data_format: "channels_last", "channels_first" or None (default):
+            `keras.config.image_data_format()`. The weights are the same in
+            both. Refused where the backend cannot run it.
+        layer_types: The classes of the BatchNorm layers to build from
+            (`keras_reuse.applications.common.LayerTypes`); None (default):
+            the package's. Stock Keras layers here build the same network
+            from Keras's own layers, e.g. to compare speed.
+
+    Returns:
+        A `keras.Model`.
+    """
+    return _build_imagenet(
+        101,
+        num_classes,
+        share,
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classifier_activation,
+        name,
+        data_format=data_format,
+        layer_types=layer_types,
+    )
+
+
+@register_model("sharesnet152")
+def ShaResNet152(
+    num_classes: int = 1000,
+    share: bool = True,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: Any = None,
+    input_shape: tuple | None = None,
+    pooling: str | None = None,
+    classifier_activation: Any = "softmax",
+    name: str | None = None,
+    *,
+    data_format: str | None = None,
+    layer_types: common.LayerTypes | None = None,
+) -> keras.Model:
+    """Instantiates ShaResNet-152 (ImageNet layout, bottleneck blocks).
+
+    ShaResNet-50's sharing over stages of 3, 8, 36 and 3 blocks, the
+    paper's headline network; `share=False` gives the plain ResNet-152.
+
+    Args:
+        num_classes: Number of classes for the classifier.
+        share: Share the stage's 3x3 convolutions (ShaResNet) or not (ResNet).
+        include_top: Whether to include the global pooling and classifier.
+        weights: None (random initialization) or the path to a weights file.
+        input_tensor: Optional Keras tensor to use as image input.
+        input_shape: `(height, width, channels)` (channels first:
+            `(channels, height, width)`), at least 32x32. Defaults to
+            `(224, 224, 3)`.
+        pooling: Feature pooling when `include_top=False`: None, "avg", "max".
+        classifier_activation: Activation of the output; None gives logits.
+        name: Model name; defaults to "sharesnet{depth}".
+        data_format: "channels_last", "channels_first" or None (default):
+            `keras.config.image_data_format()`. The weights are the same in
+            both. Refused where the backend cannot run it.
+        layer_types: The classes of the BatchNorm layers to build from
+            (`keras_reuse.applications.common.LayerTypes`); None (default):
+            the package's. Stock Keras layers here build the same network
+            from Keras's own layers, e.g. to compare speed.
+
+    Returns:
+        A `keras.Model`.
+    """
+    return _build_imagenet(
+        152,
+        num_classes,
+        share,
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classifier_activation,
+        name,
+        data_format=data_format,
+        layer_types=layer_types,
+    )
 
 
 # ------------------------------------------------------------------ CIFAR ---
@@ -332,7 +554,7 @@ def _build_cifar(
     pooling: Any,
     classifier_activation: Any,
     name: str,
-    _layer_types: common.LayerTypes,
+    layer_types: common.LayerTypes | None,
     data_format: str | None,
 ) -> keras.Model:
     """Pre-activation CIFAR ResNet; block 1 of each stage owns its 3x3 conv.
@@ -341,6 +563,7 @@ def _build_cifar(
     the one that strides in block 1 (bottleneck) or not (wide basic block).
     """
     data_format = common.resolve_data_format(data_format)
+    layer_types = common.resolve_layer_types(layer_types, _LAYER_TYPES)
     common.check_positive_int("num_classes", num_classes)
     common.check_bool("share", share)
     common.check_top_arguments(include_top, pooling, weights, classifier_activation)
@@ -349,7 +572,7 @@ def _build_cifar(
     )
     common.check_runs(data_format)
     img_input, inputs = common.model_inputs(input_shape, input_tensor)
-    build = _Build(_layer_types, data_format)
+    build = _Build(layer_types, data_format)
 
     x = build.conv(16, 3, "conv1_conv")(img_input)
     for stage, filters in enumerate(widths):
@@ -389,7 +612,7 @@ def ShaResNet164(
     name: str = "sharesnet164",
     *,
     data_format: str | None = None,
-    _layer_types: common.LayerTypes = _LAYER_TYPES,
+    layer_types: common.LayerTypes | None = None,
 ) -> keras.Model:
     """Instantiates the pre-activation bottleneck ShaResNet-164 for CIFAR.
 
@@ -412,8 +635,10 @@ def ShaResNet164(
         data_format: "channels_last", "channels_first" or None (default):
             `keras.config.image_data_format()`. The weights are the same in
             both. Refused where the backend cannot run it.
-        _layer_types: Private: the layer classes to build from (the tests'
-            stock-Keras baselines).
+        layer_types: The classes of the BatchNorm layers to build from
+            (`keras_reuse.applications.common.LayerTypes`); None (default):
+            the package's. Stock Keras layers here build the same network
+            from Keras's own layers, e.g. to compare speed.
 
     Returns:
         A `keras.Model`.
@@ -432,7 +657,7 @@ def ShaResNet164(
         pooling,
         classifier_activation,
         name,
-        _layer_types,
+        layer_types,
         data_format,
     )
 
@@ -453,7 +678,7 @@ def WideShaResNet(
     name: str | None = None,
     *,
     data_format: str | None = None,
-    _layer_types: common.LayerTypes = _LAYER_TYPES,
+    layer_types: common.LayerTypes | None = None,
 ) -> keras.Model:
     """Instantiates a pre-activation Wide ShaResNet (WRN-depth-width).
 
@@ -479,8 +704,10 @@ def WideShaResNet(
         data_format: "channels_last", "channels_first" or None (default):
             `keras.config.image_data_format()`. The weights are the same in
             both. Refused where the backend cannot run it.
-        _layer_types: Private: the layer classes to build from (the tests'
-            stock-Keras baselines).
+        layer_types: The classes of the BatchNorm layers to build from
+            (`keras_reuse.applications.common.LayerTypes`); None (default):
+            the package's. Stock Keras layers here build the same network
+            from Keras's own layers, e.g. to compare speed.
 
     Returns:
         A `keras.Model`.
@@ -511,6 +738,6 @@ def WideShaResNet(
         pooling,
         classifier_activation,
         name or f"wide_sharesnet{depth}_{width}",
-        _layer_types,
+        layer_types,
         data_format,
     )
