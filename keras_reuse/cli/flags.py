@@ -73,11 +73,12 @@ def define_config_flags(
     defaults, helps = dict(defaults or {}), dict(helps or {})
     wanted = None if only is None else set(only)
     declared = []
+    field_help = spec.field_help()
     for field in config_flag_fields():
         name = field.name
         if name in exclude or (wanted is not None and name not in wanted):
             continue
-        help_text = helps.get(name, field.metadata["help"] + _extra_help(name))
+        help_text = helps.get(name, field_help[name] + _extra_help(name))
         kind = spec.flag_kind(hints[name])
         _DEFINE[kind](name, defaults.get(name, field.default), help_text, flag_values=flag_values)
         declared.append(name)

@@ -53,8 +53,9 @@ _RUN_DECIDES = frozenset(
 MODEL_FIELDS = ("model", "dataset", "model_args", "unshare", "mixed_precision")
 
 
-def _field(default: Any, help_text: str, flag: bool = True) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help_text, "flag": flag})
+def _field(default: Any, flag: bool = True) -> Any:
+    # A field's help is its entry in TrainConfig's Attributes (`field_help`).
+    return dataclasses.field(default=default, metadata={"flag": flag})
 
 
 @dataclasses.dataclass
@@ -66,46 +67,64 @@ class TrainConfig:
     model's own defaults. `from_values` builds a config from one flat
     mapping of fields and model arguments, as the command lines and
     `keras_reuse.training.recipes` write them.
+
+    Attributes:
+        model: Registered model name (`keras_reuse.list_models()`).
+        model_args: Keyword arguments of the model's constructor.
+        unshare: Train the unshared network (`keras_reuse.unshare`): a fresh
+            layer at every call of a shared one, the same depth and compute.
+        dataset: TFDS image-classification dataset.
+        data_dir: TFDS data directory (default: $TFDS_DATA_DIR).
+        output_dir: Where the model, logs and results go.
+        epochs: Epochs (the LruNet paper: 300).
+        batch_size: Global batch size.
+        learning_rate: Base learning rate.
+        weight_decay: L2 added to the gradient (PyTorch's).
+        momentum: SGD momentum.
+        schedule: step (/10 at 2/3 and 5/6 of the epochs), cosine or
+            constant.
+        warmup_epochs: Linear learning-rate warm-up from 0 over this many
+            epochs (with --schedule=cosine).
+        precise_bn_batches: Before every evaluation, set BatchNorm
+            statistics to their population values over this many training
+            batches (precise BN; 0: off).
+        recipe: Named recipe (`keras_reuse.training.recipes`).
+        mixed_precision: auto, float32, mixed_float16 or mixed_bfloat16.
+        strategy: default, mirrored or multi_worker (uses TF_CONFIG).
+        resume: Continue the run in --output_dir from its last epoch.
+        steps_per_epoch: Steps per epoch (default: one pass).
+        max_train_examples: Train on the first N examples only.
+        max_eval_examples: Evaluate on the first N test examples only.
+        export_tflite: Also export model.tflite.
+        seed: Random seed (weights, shuffling, augmentation).
+        verbose: Keras fit verbosity.
     """
 
-    model: str = _field("lrunet", "Registered model name (`keras_reuse.list_models()`).")
-    model_args: dict[str, Any] = dataclasses.field(
-        default_factory=dict,
-        metadata={"help": "Keyword arguments of the model's constructor.", "flag": False},
-    )
-    unshare: bool = _field(
-        False,
-        "Train the unshared network (`keras_reuse.unshare`): a fresh layer at every call "
-        "of a shared one, the same depth and compute.",
-    )
-    dataset: str = _field("fashion_mnist", "TFDS image-classification dataset.")
-    data_dir: str | None = _field(None, "TFDS data directory (default: $TFDS_DATA_DIR).")
-    output_dir: str = _field("runs/default", "Where the model, logs and results go.")
-    epochs: int = _field(300, "Epochs (the LruNet paper: 300).")
-    batch_size: int = _field(256, "Global batch size.")
-    learning_rate: float = _field(0.1, "Base learning rate.")
-    weight_decay: float = _field(5e-4, "L2 added to the gradient (PyTorch's).")
-    momentum: float = _field(0.9, "SGD momentum.")
-    schedule: str = _field("step", "step (/10 at 2/3 and 5/6 of the epochs), cosine or constant.")
-    warmup_epochs: float = _field(
-        0.0, "Linear learning-rate warm-up from 0 over this many epochs (with --schedule=cosine)."
-    )
-    precise_bn_batches: int = _field(
-        0,
-        "Before every evaluation, set BatchNorm statistics to their population values "
-        "over this many training batches (precise BN; 0: off).",
-    )
-    recipe: str | None = _field(None, "Named recipe (`keras_reuse.training.recipes`).")
-    mixed_precision: str = _field("float32", "auto, float32, mixed_float16 or mixed_bfloat16.")
-    strategy: str = _field("default", "default, mirrored or multi_worker (uses TF_CONFIG).")
-    resume: bool = _field(False, "Continue the run in --output_dir from its last epoch.")
-    steps_per_epoch: int | None = _field(None, "Steps per epoch (default: one pass).")
-    max_train_examples: int | None = _field(None, "Train on the first N examples only.")
-    max_eval_examples: int | None = _field(None, "Evaluate on the first N test examples only.")
-    export_tflite: bool = _field(False, "Also export model.tflite.")
-    seed: int | None = _field(0, "Random seed (weights, shuffling, augmentation).")
+    model: str = _field("lrunet")
+    model_args: dict[str, Any] = dataclasses.field(default_factory=dict, metadata={"flag": False})
+    unshare: bool = _field(False)
+    dataset: str = _field("fashion_mnist")
+    data_dir: str | None = _field(None)
+    output_dir: str = _field("runs/default")
+    epochs: int = _field(300)
+    batch_size: int = _field(256)
+    learning_rate: float = _field(0.1)
+    weight_decay: float = _field(5e-4)
+    momentum: float = _field(0.9)
+    schedule: str = _field("step")
+    warmup_epochs: float = _field(0.0)
+    precise_bn_batches: int = _field(0)
+    recipe: str | None = _field(None)
+    mixed_precision: str = _field("float32")
+    strategy: str = _field("default")
+    resume: bool = _field(False)
+    steps_per_epoch: int | None = _field(None)
+    max_train_examples: int | None = _field(None)
+    max_eval_examples: int | None = _field(None)
+    export_tflite: bool = _field(False)
+    seed: int | None = _field(0)
     # Output, not part of the run: no flag of `train` (Keras's "auto").
-    verbose: int | str = _field("auto", "Keras fit verbosity.", flag=False)
+    verbose: int | str = _field("auto", flag=False)
 
     def model_kwargs(self) -> dict[str, Any]:
         """The model arguments, as constructor keyword arguments."""
@@ -226,17 +245,36 @@ def flag_kind(annotation: Any) -> type | None:
     return None
 
 
-def docstring_args(fn: Callable) -> dict[str, str]:
-    """Google-style `Args:` entries of `fn`'s docstring: name -> first sentence."""
+def docstring_args(
+    fn: Callable, section: str = "Args", first_sentence: bool = True
+) -> dict[str, str]:
+    """Google-style entries of a docstring section of `fn`: name -> text.
+
+    Args:
+        fn: A function or class with a Google-style docstring.
+        section: The section's heading ("Args", "Attributes").
+        first_sentence: Keep each entry's first sentence only.
+
+    Returns:
+        Each entry's text, on one line.
+    """
     doc = inspect.getdoc(fn) or ""
-    section = doc.split("Args:", 1)[1] if "Args:" in doc else ""
-    section = re.split(r"\n\S", section, maxsplit=1)[0]  # up to the next heading
+    heading = f"{section}:"
+    part = doc.split(heading, 1)[1] if heading in doc else ""
+    part = re.split(r"\n\S", part, maxsplit=1)[0]  # up to the next heading
     entries: dict[str, str] = {}
-    for match in re.finditer(r"^    (\w+): (.*(?:\n {8,}.*)*)", section, re.MULTILINE):
+    for match in re.finditer(r"^    (\w+): (.*(?:\n {8,}.*)*)", part, re.MULTILINE):
         text = " ".join(match.group(2).split())
-        # The first sentence: up to a period before a capital ("e.g. 10" goes on).
-        entries[match.group(1)] = re.split(r"(?<=\.)\s+(?=[A-Z`])", text, maxsplit=1)[0]
+        if first_sentence:
+            # Up to a period before a capital ("e.g. 10" goes on).
+            text = re.split(r"(?<=\.)\s+(?=[A-Z`])", text, maxsplit=1)[0]
+        entries[match.group(1)] = text
     return entries
+
+
+def field_help() -> dict[str, str]:
+    """Each `TrainConfig` field's help: its entry in the class's Attributes."""
+    return docstring_args(TrainConfig, "Attributes", first_sentence=False)
 
 
 def constructor_arguments(constructor: Callable) -> dict[str, inspect.Parameter]:

@@ -1,5 +1,6 @@
 """The run spec: generated flags, --config files, model arguments checked against constructors."""
 
+import dataclasses
 import json
 import sys
 import textwrap
@@ -201,3 +202,12 @@ def test_resume_compares_model_arguments_one_by_one():
         300,
         3,
     )
+
+
+def test_every_field_is_documented_and_its_flag_says_so():
+    # The Attributes section of TrainConfig's docstring is the one place a
+    # field is described: the API reference and `keras-reuse train --help`.
+    helps = spec.field_help()
+    assert set(helps) == {f.name for f in dataclasses.fields(spec.TrainConfig)}
+    assert helps["unshare"].endswith("the same depth and compute.")
+    assert all(text.strip() for text in helps.values())
