@@ -57,3 +57,28 @@ def require_tensorflow(feature: str, instead: str) -> None:
             f"{feature} needs the TensorFlow Keras backend, but this process runs "
             f"KERAS_BACKEND={backend!r} (Keras picks its backend at import). {instead}"
         )
+
+
+def gpu_available() -> bool:
+    """Whether the running Keras backend sees a GPU.
+
+    TensorFlow's, JAX's or PyTorch's own device list, whichever runs Keras:
+    a TensorFlow installed beside JAX is neither asked nor imported.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        # Optional: TensorFlow, imported on its backend's path only.
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        # Optional: JAX, imported on its backend's path only.
+        import jax
+
+        return any(device.platform == "gpu" for device in jax.devices())
+    if backend == "torch":
+        # Optional: PyTorch, imported on its backend's path only.
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False
