@@ -46,6 +46,10 @@ NO_GPU_MESSAGE = (
     "was measured (--toy runs the same code at toy size on a CPU)."
 )
 TOY = {"batch_size": 4, "steps": 2, "train_epochs": 1}
+# The most of --budget_s one child may take, so one slow part leaves time to
+# the next: the first Keras backend (accuracy, training run, speed rows),
+# then the PyTorch references; a later backend gets what is left.
+SHARES = {"first": 0.65, "PyTorch reference": 0.15}
 # A part is not started with less time than this left.
 MIN_PART_S = 10.0
 
@@ -232,8 +236,11 @@ def main(argv: list[str]) -> None:
             jobs.append(("PyTorch reference", {**base, "kind": "torch_reference"}, {}, "torch"))
     if FLAGS.references and not FLAGS.backends:
         jobs.append(("PyTorch reference", {**base, "kind": "torch_reference"}, {}, "torch"))
-    for label, spec, env, module in jobs:
+    for position, (label, spec, env, module) in enumerate(jobs):
         left = FLAGS.budget_s - (time.monotonic() - started)
+        if position < len(jobs) - 1:  # the last child may use all that is left
+            share = SHARES["first"] if position == 0 else SHARES.get(label, 1.0)
+            left = min(left, share * FLAGS.budget_s)
         if not installed(module):
             payload["skipped"].append(f"{label}: {module} is not installed")
         elif left < MIN_PART_S:

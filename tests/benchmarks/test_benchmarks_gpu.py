@@ -130,7 +130,7 @@ def test_toy_run_measures_every_row_and_writes_the_table(toy):
         assert "error" not in row, (key, row)
         assert row["images_per_s"] > 0 and np.isfinite(row["loss"]), key
         # Loss scaling exactly where float16 is: Keras's, and the GradScaler.
-        assert row["loss_scaled"] == key[1] in ("mixed_float16", "amp_float16"), key
+        assert row["loss_scaled"] == (key[1] in ("mixed_float16", "amp_float16")), key
     assert payload["skipped"] == []
     assert "| LruNet-14 | Keras, PyTorch | mixed_float16 |" in table
     assert "| LruNet-14 | PyTorch reference | AMP float16, GradScaler |" in table
