@@ -1,4 +1,4 @@
-"""The model side runs without TensorFlow (JAX backend); what needs it says so when imported.
+"""The model side runs without TensorFlow (JAX backend); what needs it says so when used.
 
 The child process makes `import tensorflow` (and TFDS) fail, as in an
 environment that lacks them, such as the GPU machines with JAX and PyTorch.
@@ -45,6 +45,21 @@ for name, load in (
         result[name] = "imported"
     except ImportError as error:
         result[name] = str(error)
+# The command line's flags and the run specification read without TensorFlow;
+# a distributed strategy says it needs it when asked for.
+from keras_reuse.cli import flags, summary
+from keras_reuse.training import config, distribute, precision
+result["auto_precision"] = precision.resolve_precision("auto")
+result["bf16_cpu"] = precision.cpu_supports_bfloat16()
+for name, call in (
+    ("validate", lambda: config.validate(config.TrainConfig(strategy="mirrored"))),
+    ("make_strategy", lambda: distribute.make_strategy("multi_worker")),
+):
+    try:
+        call()
+        result[name] = "no error"
+    except ImportError as error:
+        result[name] = str(error)
 result["tensorflow"] = sys.modules["tensorflow"] is not None
 print(json.dumps(result))
 """
@@ -74,11 +89,18 @@ def test_models_presets_sharing_and_fit_run_without_tensorflow(child):
     assert len(child["losses"]) == 2 and all(loss == loss for loss in child["losses"])
 
 
+def test_auto_precision_asks_the_running_backend(child):
+    # No GPU here: mixed bfloat16 where the CPU has it, else float32.
+    assert child["auto_precision"] == ("mixed_bfloat16" if child["bf16_cpu"] else "float32")
+
+
 @pytest.mark.parametrize(
     "name, message",
     [
         ("data", "keras_reuse.data needs tensorflow and tensorflow_datasets"),
         ("export", "TFLite export (keras_reuse.export.to_tflite) needs tensorflow"),
+        ("validate", "--strategy=mirrored (tf.distribute) needs tensorflow, which this"),
+        ("make_strategy", "--strategy=multi_worker (tf.distribute) needs tensorflow, which"),
     ],
 )
 def test_what_needs_tensorflow_says_so_when_imported(child, name, message):

@@ -19,19 +19,40 @@ least 2.21 with Keras 3.15):
 
 Both patches are scoped to the `with` block and do nothing for other
 strategies. Remove them when the upstream issues are fixed.
+
+TensorFlow loads when a strategy is made, not when this module is imported:
+the strategy names and `check_backend` serve `TrainConfig` and the command
+line where TensorFlow is not installed, and a distributed strategy there
+raises one ImportError naming the flag.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import keras
-import tensorflow as tf
 
-from keras_reuse.utils.backends import require_tensorflow
+from keras_reuse.utils.backends import require_installed, require_tensorflow
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def _tensorflow(feature: str) -> Any:
+    """TensorFlow, or an ImportError naming `feature` where it is not installed.
+
+    The strategy names and the checks above read without it, so the command
+    line and `TrainConfig` work on the model side alone.
+    """
+    require_installed(feature)
+    # Lazy: TensorFlow only where a strategy is made or used.
+    import tensorflow as tf
+
+    return tf
 
 
 def split_cpu(num_devices: int) -> None:
@@ -39,7 +60,11 @@ def split_cpu(num_devices: int) -> None:
 
     MirroredStrategy then has several CPU replicas, which lets data-parallel
     training be exercised on a machine without GPUs.
+
+    Raises:
+        ImportError: where TensorFlow is not installed.
     """
+    tf = _tensorflow("--cpu_devices (tf.distribute)")
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(num_devices)]
@@ -51,8 +76,13 @@ def check_backend(name: str) -> None:
 
     "default" (no distribution) runs on every backend; the others are
     `tf.distribute` strategies, which only the TensorFlow backend uses.
+
+    Raises:
+        ImportError: for a distributed strategy where TensorFlow is not installed.
+        ValueError: for a distributed strategy under another Keras backend.
     """
     if name != "default":
+        require_installed(f"--strategy={name} (tf.distribute)")
         require_tensorflow(
             f"--strategy={name} (tf.distribute)",
             "Run with KERAS_BACKEND=tensorflow, or train on one device with "
@@ -72,11 +102,16 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         A `tf.distribute.Strategy`.
 
     Raises:
+        ImportError: where TensorFlow is not installed.
         ValueError: for an unknown name, or a distributed strategy under a
             backend other than TensorFlow.
     """
-    if name in STRATEGIES:
-        check_backend(name)
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"`strategy` must be one of {', '.join(STRATEGIES)}. Received: strategy={name!r}"
+        )
+    check_backend(name)
+    tf = _tensorflow(f"--strategy={name} (tf.distribute)")
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -84,11 +119,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
             return tf.distribute.MirroredStrategy()
         cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=cpus)
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(
-        f"`strategy` must be one of {', '.join(STRATEGIES)}. Received: strategy={name!r}"
-    )
+    return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -106,6 +137,7 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 
 def _is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    tf = _tensorflow("tf.distribute")
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
@@ -126,6 +158,7 @@ def fit_compat(
     if not _is_multi_worker(strategy):
         yield
         return
+    tf = _tensorflow("tf.distribute")
     # Optional: TensorFlow, imported on its backend's path only.
     from keras.src.backend.tensorflow import trainer as tf_trainer
 

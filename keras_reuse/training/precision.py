@@ -11,7 +11,8 @@ import contextlib
 from collections.abc import Iterator
 
 import keras
-import tensorflow as tf
+
+from keras_reuse.utils.backends import gpu_available
 
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
@@ -35,8 +36,8 @@ def resolve_precision(precision: str) -> str:
 
     Args:
         precision: One of "auto", "float32", "mixed_float16",
-            "mixed_bfloat16". "auto" picks mixed_float16 when a GPU is
-            visible, mixed_bfloat16 on a CPU with bfloat16 support, else
+            "mixed_bfloat16". "auto" picks mixed_float16 when the Keras
+            backend sees a GPU, mixed_bfloat16 on a CPU with bfloat16 support, else
             float32.
 
     Returns:
@@ -52,7 +53,7 @@ def resolve_precision(precision: str) -> str:
         )
     if precision != "auto":
         return precision
-    if tf.config.list_physical_devices("GPU"):
+    if gpu_available():
         return "mixed_float16"
     return "mixed_bfloat16" if cpu_supports_bfloat16() else "float32"
 

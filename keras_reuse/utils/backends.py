@@ -102,3 +102,28 @@ def check_data_format_runs(data_format: str) -> None:
         "TF_ENABLE_ONEDNN_OPTS=1, or use KERAS_BACKEND='torch' or 'jax', which run "
         "channels_first on CPU."
     )
+
+
+def gpu_available() -> bool:
+    """Whether the running Keras backend sees a GPU.
+
+    TensorFlow's, JAX's or PyTorch's own device list, whichever runs Keras:
+    a TensorFlow installed beside JAX is neither asked nor imported.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        # Optional: TensorFlow, imported on its backend's path only.
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        # Optional: JAX, imported on its backend's path only.
+        import jax
+
+        return any(device.platform == "gpu" for device in jax.devices())
+    if backend == "torch":
+        # Optional: PyTorch, imported on its backend's path only.
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False
