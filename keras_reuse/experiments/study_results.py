@@ -275,9 +275,7 @@ class Difference:
     dof: float
 
 
-def difference(
-    rows: Sequence[StudyRow], a: Arm, b: Arm, confidence: float = 0.95
-) -> Difference:
+def difference(rows: Sequence[StudyRow], a: Arm, b: Arm, confidence: float = 0.95) -> Difference:
     """Compares two arms' final test accuracies over their seeds (Welch's t interval).
 
     The seeds are independent samples of each arm; the arms' variances are
