@@ -432,6 +432,7 @@ def test_quantized_export_agrees_with_keras_on_fashion_mnist(
         representative_data=train if mode in export.CALIBRATED else None,
         verification_data=test,
         min_top1_agreement=minimum,
+        **(CONVERTER_INT8 if mode == "int8" else {}),
     )
     assert report.num_samples == FASHION_MNIST_TEST and os.path.isfile(report.path)
     assert report.top1_agreement >= (minimum or export.MIN_TOP1_AGREEMENT[mode])
