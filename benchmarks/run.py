@@ -16,6 +16,16 @@ message when torch is missing) and, for LruNets, the naive Keras port with
 images/s (`keras_reuse.data`, augmentation on) is set against the training
 rate. Prints a markdown table and writes `results.json` and `results.md`
 (atomically) to `--output_dir`.
+
+    python -m benchmarks.run --int8_recipes   # only the int8 export recipes
+
+`--int8_recipes` instead compares `to_tflite`'s int8 recipes on the shipped
+LruNet presets (`bench_int8_recipes`): each file's size per trainable
+parameter, its top-1 agreement with Keras on held-out test images (the
+CIFAR-100 presets, whose test set is not stored here, are scored on
+CIFAR-10 test images: agreement needs inputs, not labels) and its LiteRT
+batch-1 latency, every file of a preset timed in the same interleaved
+rounds. Writes `int8_default/int8_recipes.json` and `.md` to `--output_dir`.
 """
 
 from __future__ import annotations
@@ -72,6 +82,10 @@ flags.DEFINE_bool("memory", True, "Measure peak RSS of a training run per model.
 flags.DEFINE_list("pipeline_datasets", None, "TFDS datasets whose input pipeline is timed.")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).")
 flags.DEFINE_string("output_dir", "benchmarks/results", "Where results.json/.md go.")
+flags.DEFINE_bool("int8_recipes", False, "Only compare the int8 export recipes (see above).")
+flags.DEFINE_list("int8_presets", None, "--int8_recipes: LruNet presets (default: all).")
+flags.DEFINE_integer("int8_calibration", 200, "--int8_recipes: calibration (training) images.")
+flags.DEFINE_integer("int8_test", 5000, "--int8_recipes: held-out test images scored.")
 
 _FULL = {
     "models": ["lrunet14", "lrunet1", "sharesnet164", "resnet164"],
@@ -498,6 +512,9 @@ def markdown(payload: dict) -> str:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.int8_recipes:
+        bench_int8_recipes()
+        return
     settings = settings_from_flags()
     torch, reason = torch_or_reason()
     import keras
@@ -575,6 +592,219 @@ def _payload(
         "pipeline": pipeline,
         "notes": notes,
     }
+
+
+# ------------------------------------------------------- int8 recipes ---
+
+# name -> to_tflite arguments; "int8, default" is the call a user writes
+# (what it resolved to is stored with its row).
+INT8_RECIPES = {
+    "float32": {"quantization": None},
+    "int8, converter": {
+        "quantization": "int8",
+        "quantizer": "converter",
+        "int8_layout": "converter",
+    },
+    "int8, converter, compact": {
+        "quantization": "int8",
+        "quantizer": "converter",
+        "int8_layout": "compact",
+    },
+    "int8, AI Edge Quantizer, compact": {
+        "quantization": "int8",
+        "quantizer": "ai_edge_quantizer",
+        "int8_layout": "compact",
+        "float_layers": None,
+    },
+    "int8, default": {"quantization": "int8"},
+}
+
+
+def _images_and_labels(dataset: str, split: str, data_dir: str | None) -> tuple[Any, Any]:
+    import numpy as np
+
+    from keras_reuse import data
+
+    batches = list(
+        data.load(
+            dataset, split=split, augment=False, shuffle=False, data_dir=data_dir
+        ).as_numpy_iterator()
+    )
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+
+
+def bench_int8_recipes() -> None:
+    """Every `INT8_RECIPES` entry on every shipped LruNet preset; writes int8_default/."""
+    import tempfile
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_reuse import applications
+    from keras_reuse.applications.lrunet.presets import PRESETS
+    from keras_reuse.export import to_tflite
+
+    names = FLAGS.int8_presets or list(PRESETS)
+    unknown = [n for n in names if n not in PRESETS]
+    if unknown:
+        raise app.UsageError(f"--int8_presets must name presets from {', '.join(PRESETS)}")
+    calls = FLAGS.latency_calls or 200
+    started, load_before = time.perf_counter(), os.getloadavg()
+    rows: list[dict] = []
+    for name in names:
+        preset = PRESETS[name]
+        # CIFAR-100 is not stored here; its presets see CIFAR-10's images.
+        dataset = "fashion_mnist" if preset.dataset == "fashion_mnist" else "cifar10_jpeg"
+        calibration, _ = _images_and_labels(
+            dataset, f"train[:{FLAGS.int8_calibration}]", FLAGS.data_dir
+        )
+        test, labels = _images_and_labels(dataset, f"test[:{FLAGS.int8_test}]", FLAGS.data_dir)
+        model = applications.create(name, classifier_activation=None)
+        params = measure.trainable_params(model)
+        keras_fn = tf.function(lambda x, model=model: model(x, training=False))
+        expected = np.concatenate(
+            [np.asarray(keras_fn(test[i : i + 256])) for i in range(0, len(test), 256)]
+        )
+        with tempfile.TemporaryDirectory() as directory:
+            files = {}
+            for recipe, arguments in INT8_RECIPES.items():
+                path = os.path.join(directory, f"{len(files)}.tflite")
+                quantized = arguments["quantization"] is not None
+                start = time.perf_counter()
+                report = to_tflite(
+                    model,
+                    path,
+                    representative_data=calibration if quantized else None,
+                    verify=False,
+                    **arguments,
+                )
+                resolved = {
+                    "quantizer": report.quantizer,
+                    "int8_layout": report.int8_layout,
+                    "float_layers": report.float_layers,
+                }
+                files[recipe] = (path, time.perf_counter() - start, resolved)
+                print(f"{name}: {recipe} converted", flush=True)
+            latencies = measure.tflite_files_latency_ms([f[0] for f in files.values()], calls)
+            for (recipe, (path, seconds, resolved)), ms in zip(
+                files.items(), latencies, strict=True
+            ):
+                actual = _litert_outputs(path, test)
+                agree = np.argmax(actual, -1) == np.argmax(expected, -1)
+                rows.append(
+                    {
+                        "preset": name,
+                        "recipe": recipe,
+                        "arguments": INT8_RECIPES[recipe],
+                        "resolved": resolved if INT8_RECIPES[recipe]["quantization"] else None,
+                        "trainable_params": params,
+                        "tflite_bytes": os.path.getsize(path),
+                        "bytes_per_param": os.path.getsize(path) / params,
+                        "test_dataset": dataset,
+                        "test_images": len(test),
+                        "top1_agreement": float(np.mean(agree)),
+                        "agreement_se": float(np.std(agree) / np.sqrt(len(agree))),
+                        "keras_accuracy": (
+                            float(np.mean(np.argmax(expected, -1) == labels))
+                            if dataset == preset.eval_dataset or preset.dataset == "cifar10"
+                            else None
+                        ),
+                        "tflite_accuracy": (
+                            float(np.mean(np.argmax(actual, -1) == labels))
+                            if dataset == preset.eval_dataset or preset.dataset == "cifar10"
+                            else None
+                        ),
+                        "litert_batch1_ms": ms,
+                        "export_seconds": seconds,
+                    }
+                )
+        keras.backend.clear_session()
+        payload = {
+            "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "environment": environment(None) | _litert_versions(),
+            "settings": {
+                "calibration_images": FLAGS.int8_calibration,
+                "test_images": FLAGS.int8_test,
+                "latency_calls": calls,
+                "latency_rounds": 5,
+                "threads": os.cpu_count(),
+            },
+            "load_before": list(load_before),
+            "load_after": list(os.getloadavg()),
+            "seconds": time.perf_counter() - started,
+            "rows": rows,
+        }
+        measure.write_results(
+            os.path.join(FLAGS.output_dir, "int8_default"),
+            "int8_recipes",
+            payload,
+            _int8_table(payload),
+        )
+
+
+def _litert_versions() -> dict:
+    from importlib import metadata
+
+    versions = {}
+    for package in ("ai-edge-litert", "ai-edge-quantizer"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def _litert_outputs(path: str, images: Any) -> Any:
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path, num_threads=os.cpu_count())
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    outputs, batch = [], None
+    for start in range(0, len(images), 256):
+        chunk = images[start : start + 256]
+        if len(chunk) != batch:
+            batch = len(chunk)
+            interpreter.resize_tensor_input(inp["index"], chunk.shape)
+            interpreter.allocate_tensors()
+        interpreter.set_tensor(inp["index"], chunk)
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(out["index"]).copy())
+    return np.concatenate(outputs)
+
+
+def _int8_table(payload: dict) -> str:
+    env, settings = payload["environment"], payload["settings"]
+    lines = [
+        f"Measured with `{payload['command']}` on {env['cpu']} ({env['cpu_count']} cores, "
+        f"shared with other jobs: load {payload['load_before'][0]:.1f} before, "
+        f"{payload['load_after'][0]:.1f} after), {payload['date']}; Python {env['python']}, "
+        f"TensorFlow {env['tensorflow']}, Keras {env['keras']}, ai-edge-litert "
+        f"{env['ai-edge-litert']}, ai-edge-quantizer {env['ai-edge-quantizer']}. Calibrated on "
+        f"the first {settings['calibration_images']} training images; top-1 agreement with "
+        "Keras on held-out test images (± its standard error); LiteRT batch-1 latency: "
+        f"median of {settings['latency_calls']} invokes in {settings['latency_rounds']} rounds "
+        f"interleaved over a preset's files, {settings['threads']} threads "
+        "(indicative: measured under load).",
+        "",
+        "| preset | recipe | bytes | bytes/param | top-1 agreement | accuracy (Keras) | ms |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in payload["rows"]:
+        accuracy = (
+            "n/a"
+            if r["tflite_accuracy"] is None
+            else f"{r['tflite_accuracy']:.2%} ({r['keras_accuracy']:.2%})"
+        )
+        lines.append(
+            f"| {r['preset']} | {r['recipe']} | {r['tflite_bytes']:,} "
+            f"| {r['bytes_per_param']:.2f} "
+            f"| {r['top1_agreement']:.2%} ± {r['agreement_se']:.2%} of {r['test_images']:,} "
+            f"| {accuracy} | {r['litert_batch1_ms']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

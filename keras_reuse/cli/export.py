@@ -1,15 +1,17 @@
 """`keras-reuse export`: a saved Keras model -> a verified `.tflite` file.
 
   keras-reuse export MODEL.keras OUT.tflite [--quantization=none|float16|dynamic|int8|int16x8]
-      [--dataset=fashion_mnist] [--fold_batchnorm] [--int8_layout=compact]
-      [--quantizer=ai_edge_quantizer [--int16_layers=REGEX] [--float_layers=REGEX]]
-      [--noverify] [--min_agreement=0.98]
+      [--dataset=fashion_mnist] [--fold_batchnorm] [--int8_layout=auto|converter|compact]
+      [--quantizer=auto|converter|ai_edge_quantizer [--int16_layers=REGEX]
+      [--float_layers=auto|none|REGEX]] [--noverify] [--min_agreement=0.98]
 
 --dataset names a TFDS dataset read through `keras_reuse.data`: int8 and
 int16x8 calibrate on the first --num_calibration training images, and the file is
 verified against Keras on the test split (all of it by default). Without
 --dataset a float32 export is verified on random images; quantized ones need
-the dataset (or --noverify). Bad arguments end the program with a one-line
+the dataset (or --noverify). The int8 recipe defaults to `to_tflite`'s
+(--quantizer, --int8_layout and --float_layers "auto": the AI Edge
+Quantizer, stage 1 in float32, the compact layout). Bad arguments end the program with a one-line
 usage error (exit code 2) before anything is written; a file that fails
 verification is not written either (exit code 1).
 """
@@ -47,17 +49,17 @@ flags.DEFINE_boolean(
 )
 flags.DEFINE_enum(
     "int8_layout",
-    "converter",
-    ["converter", "compact"],
-    "int8: the file as the converter writes it, or compact (per-tensor BatchNorm affines, "
-    "one zero bias per shared kernel; a third of the size).",
+    "auto",
+    ["auto", "converter", "compact"],
+    "int8: the file as the quantizer writes it, or compact (per-tensor BatchNorm affines, "
+    "one zero bias per shared kernel; a third of the size). auto: compact for int8.",
 )
 flags.DEFINE_enum(
     "quantizer",
-    "converter",
-    ["converter", "ai_edge_quantizer"],
+    "auto",
+    ["auto", "converter", "ai_edge_quantizer"],
     "int8, int16x8: quantize with the TFLite converter or the AI Edge Quantizer "
-    '(pip install "keras-reuse[quantizer]").',
+    '(pip install "keras-reuse[quantizer]"). auto: the AI Edge Quantizer for int8.',
 )
 flags.DEFINE_string(
     "int16_layers",
@@ -67,9 +69,9 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string(
     "float_layers",
-    None,
+    "auto",
     "int8 with --quantizer=ai_edge_quantizer: a regex of layer names whose ops stay float32 "
-    "(e.g. stage1_).",
+    "(e.g. stage1_); none: every layer int8; auto: an LruNet's stage 1 (stage1_) for int8.",
 )
 flags.DEFINE_boolean("verify", True, "Run the file with LiteRT and compare it with Keras.")
 flags.DEFINE_float(
@@ -93,6 +95,11 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
+def _float_layers() -> str | None:
+    """--float_layers as `to_tflite` takes it: "none" is None."""
+    return None if FLAGS.float_layers == "none" else FLAGS.float_layers
+
+
 def _check_args(argv: list[str]) -> tuple[str, str]:
     if len(argv) != 3:
         raise _Usage(
@@ -112,6 +119,7 @@ def _check_args(argv: list[str]) -> tuple[str, str]:
         if value is not None and value < 1:
             raise _Usage(f"--{name}={value}: must be an integer >= 1")
     minimum = FLAGS.min_agreement
+    float_layers = _float_layers()
     if minimum is not None and not 0 < minimum <= 1:
         raise _Usage(f"--min_agreement={minimum:g}: must be in (0, 1]")
     dataset = FLAGS.dataset if FLAGS["dataset"].present else None
@@ -126,7 +134,7 @@ def _check_args(argv: list[str]) -> tuple[str, str]:
             int8_layout=FLAGS.int8_layout,
             quantizer=FLAGS.quantizer,
             int16_layers=FLAGS.int16_layers,
-            float_layers=FLAGS.float_layers,
+            float_layers=float_layers,
             verify=FLAGS.verify,
             min_top1_agreement=minimum,
             representative_data=dataset is not None and quantization in CALIBRATED,
@@ -188,7 +196,7 @@ def main(argv: list[str]) -> None:
             int8_layout=FLAGS.int8_layout,
             quantizer=FLAGS.quantizer,
             int16_layers=FLAGS.int16_layers,
-            float_layers=FLAGS.float_layers,
+            float_layers=_float_layers(),
             verify=FLAGS.verify,
             verification_data=verification,
             max_verification_samples=FLAGS.num_verification,

@@ -32,7 +32,10 @@ file. `int8_layout="compact"` rewrites the converted file without them
 `quantizer="ai_edge_quantizer"` quantizes the same float32 file with Google's
 AI Edge Quantizer instead of the converter (`keras_reuse.export.edge_quantizer`),
 `int16_layers` gives the layers it names 16-bit activations and
-`float_layers` leaves those it names in float32.
+`float_layers` leaves those it names in float32. What "int8" does when
+these are left at "auto" is `keras_reuse.export.options.resolve_recipe`'s
+choice: the AI Edge Quantizer, an LruNet's first stage in float32 and the
+compact layout.
 
 `GroupedPointwiseConv` needs nothing: at inference it is one grouped
 `tf.nn.conv2d`, which becomes one grouped `CONV_2D` reading the shared kernel.
@@ -90,8 +93,9 @@ class ExportReport:
         float_layers: The regex of layers left in float32, or None.
         verified: Whether the file was run with LiteRT and compared with Keras.
         num_samples: Inputs the comparison used (0 when not verified).
-        samples: Where they came from: "verification_data",
-            "representative_data", "random" or "" (not verified).
+        samples: Where they came from: "verification_data", "held-out
+            representative_data" (the images that did not calibrate),
+            "random" or "" (not verified).
         max_abs_error: Largest |LiteRT - Keras| over all outputs.
         output_scale: Largest |Keras output|, the scale `max_abs_error` is
             relative to.
@@ -553,14 +557,15 @@ def _check_values(
             f"Received: quantization={quantization!r}"
         )
     check_bool("fold_batchnorm", fold_batchnorm)
-    if int8_layout not in options.INT8_LAYOUTS:
+    if int8_layout not in (options.AUTO, *options.INT8_LAYOUTS):
         raise ValueError(
-            f"`int8_layout` must be one of {options.INT8_LAYOUTS}. "
+            f"`int8_layout` must be one of {(options.AUTO, *options.INT8_LAYOUTS)}. "
             f"Received: int8_layout={int8_layout!r}"
         )
-    if quantizer not in options.QUANTIZERS:
+    if quantizer not in (options.AUTO, *options.QUANTIZERS):
         raise ValueError(
-            f"`quantizer` must be one of {options.QUANTIZERS}. Received: quantizer={quantizer!r}"
+            f"`quantizer` must be one of {(options.AUTO, *options.QUANTIZERS)}. "
+            f"Received: quantizer={quantizer!r}"
         )
     check_bool("verify", verify)
     if max_verification_samples is not None and (
@@ -583,22 +588,56 @@ def _check_values(
         )
 
 
-def _verification_images(
-    verification_data: Any,
+def _calibration_and_verification(
+    quantization: str | None,
     representative_data: Any,
+    verify: bool,
+    verification_data: Any,
     input_shape: tuple[int, ...],
     max_samples: int | None,
-) -> tuple[str, np.ndarray, np.ndarray | None]:
-    """The images a file is verified on: `(source, images, labels or None)`."""
+) -> tuple[np.ndarray | None, str, np.ndarray | None, np.ndarray | None]:
+    """The calibration images and the images a file is verified on.
+
+    Returns:
+        `(calibration or None, source, images or None, labels or None)`:
+        without `verification_data`, the representative images split
+        (`options.hold_out`) into calibration and held-out verification.
+
+    Raises:
+        ValueError: for fewer than 2 representative images to split.
+    """
+    limit = options.MAX_CALIBRATION_SAMPLES
+    calibration = held_out = None
+    if quantization in options.CALIBRATED:
+        if verify and verification_data is None:
+            everything, labels = _images(
+                "representative_data", representative_data, input_shape, None
+            )
+            if len(everything) < 2:
+                raise ValueError(
+                    "`representative_data` is also what the file is verified on when no "
+                    "`verification_data` is given, and its images are then split: the first "
+                    "half calibrates, the rest is held out to verify. That needs at least 2 "
+                    "images; pass more, or `verification_data`. Received: representative_data "
+                    f"with {len(everything)} image"
+                )
+            split = options.hold_out(len(everything))
+            calibration = everything[:split][:limit]
+            held_out = (
+                everything[split:][:max_samples],
+                None if labels is None else labels[split:][:max_samples],
+            )
+        else:
+            calibration, _ = _images("representative_data", representative_data, input_shape, limit)
+    if not verify:
+        return calibration, "", None, None
     if verification_data is not None:
-        source, data = "verification_data", verification_data
-    elif representative_data is not None:
-        source, data = "representative_data", representative_data
-    else:
-        source = "random"
-        data = np.random.default_rng(0).uniform(0.0, 1.0, (_RANDOM_SAMPLES, *input_shape))
-    images, labels = _images(source, data, input_shape, max_samples)
-    return source, images, labels
+        images, labels = _images("verification_data", verification_data, input_shape, max_samples)
+        return calibration, "verification_data", images, labels
+    if held_out is not None:
+        return calibration, "held-out representative_data", *held_out
+    images = np.random.default_rng(0).uniform(0.0, 1.0, (_RANDOM_SAMPLES, *input_shape))
+    return calibration, "random", images[:max_samples].astype(np.float32), None
 
 
 def _edge_quantize(
@@ -644,10 +683,10 @@ def to_tflite(
     quantization: str | None = None,
     representative_data: Any = None,
     fold_batchnorm: bool = False,
-    int8_layout: str = "converter",
-    quantizer: str = "converter",
+    int8_layout: str = "auto",
+    quantizer: str = "auto",
     int16_layers: str | None = None,
-    float_layers: str | None = None,
+    float_layers: str | None = "auto",
     verify: bool = True,
     verification_data: Any = None,
     max_verification_samples: int | None = None,
@@ -685,23 +724,27 @@ def to_tflite(
             (and only for them): an array `(N, *input_shape)` or a `tf.data.Dataset` of
             images or `(images, labels)`, batched or not; a few hundred
             training images, preprocessed as the model expects. At most
-            `MAX_CALIBRATION_SAMPLES` of them are used.
+            `MAX_CALIBRATION_SAMPLES` of them are used; without
+            `verification_data`, half of them are held out to verify.
         fold_batchnorm: Let the converter fold every BatchNorm into the
             kernel before it, as it does by default. Shared kernels are then
             stored once per call (bigger file); see the README for latency.
-        int8_layout: For "int8" only: "converter" (the file as the TFLite
-            converter writes it) or "compact": each BatchNorm affine after
-            a shared layer requantized with one scale per tensor, and the
-            calls of a shared kernel reading one zero bias. For the
-            published LruNet-10 a third of the size (README export table).
-            LiteRT's CPU kernels and XNNPACK run it; delegates that check
-            each bias's scale against its input's (NNAPI) may decline the
-            shared biases.
-        quantizer: Who quantizes "int8" and "int16x8": "converter" (the
-            TFLite converter) or "ai_edge_quantizer" (Google's AI Edge
-            Quantizer, `pip install "keras-reuse[quantizer]"`), which
-            quantizes the same float32 graph and, for the published
-            LruNet-10, agrees with Keras more often (README export table).
+        int8_layout: "auto" (the default: "compact" for "int8" without
+            `fold_batchnorm`, else "converter"), "converter" (the file as the
+            quantizer writes it) or "compact" ("int8" only): each BatchNorm
+            affine after a shared layer requantized with one scale per
+            tensor, and the calls of a shared kernel reading one zero bias;
+            for the published LruNet-10 a third of the size
+            (docs/guides/export.md). LiteRT's CPU kernels and XNNPACK run it;
+            delegates that check each bias's scale against its input's
+            (NNAPI) may decline the shared biases.
+        quantizer: Who quantizes "int8" and "int16x8": "auto" (the default:
+            "ai_edge_quantizer" for "int8" without `fold_batchnorm`, else
+            "converter"), "converter" (the TFLite converter) or
+            "ai_edge_quantizer" (Google's AI Edge Quantizer,
+            `pip install "keras-reuse[quantizer]"`; without it the default
+            "int8" export raises an ImportError that says so), which
+            quantizes the same float32 graph closer to Keras.
         int16_layers: With quantizer="ai_edge_quantizer" and
             quantization="int8": a regular expression; the ops of every
             layer whose name it matches (`re.search`) get 16-bit
@@ -713,13 +756,19 @@ def to_tflite(
         float_layers: Like `int16_layers`, for layers left in float32
             (QUANTIZE and DEQUANTIZE ops around them): as close as int16
             and run by XNNPACK's float kernels. Over `int16_layers` where
-            both match.
+            both match. "auto" (the default): for "int8" with the AI Edge
+            Quantizer and no `int16_layers`, `FIRST_STAGE` ("stage1_", an
+            LruNet's first stage) where the exported graph has such layers,
+            else none; None: every layer int8.
         verify: Run the file with LiteRT and compare it with Keras.
         verification_data: Images to compare on, in the same forms as
-            `representative_data`. Defaults to `representative_data` when
-            given; otherwise float32 exports use 32 uniform random images
-            in [0, 1], and quantized exports require it (top-1 agreement on
-            noise proves nothing).
+            `representative_data`. Without it, quantized exports are
+            verified on held-out representative images: the first half of
+            `representative_data` (rounded up, at most
+            `MAX_CALIBRATION_SAMPLES`) calibrates and the rest verifies, so
+            at least 2 images are needed; float32 exports use 32 uniform
+            random images in [0, 1]; other quantized exports require it
+            (top-1 agreement on noise proves nothing).
         max_verification_samples: Use at most this many verification
             images (None: all).
         min_top1_agreement: Required top-1 agreement of a quantized export;
@@ -752,7 +801,7 @@ def to_tflite(
     patterns = {
         argument: _layer_pattern(argument, value, model)
         for argument, value in (("int16_layers", int16_layers), ("float_layers", float_layers))
-        if value is not None
+        if value not in (None, options.AUTO)
     }
     check_combinations(
         quantization=quantization,
@@ -766,8 +815,23 @@ def to_tflite(
         representative_data=representative_data is not None,
         verification_data=verification_data is not None,
     )
+    requested_quantizer = quantizer
+    int8_layout, quantizer, float_layers = options.resolve_recipe(
+        quantization, fold_batchnorm, int8_layout, quantizer, int16_layers, float_layers
+    )
     if quantizer == "ai_edge_quantizer":
-        edge_quantizer.require()
+        try:
+            edge_quantizer.require()
+        except ImportError as error:
+            if requested_quantizer != options.AUTO:
+                raise
+            raise ImportError(
+                f"quantization={quantization!r} quantizes with the AI Edge Quantizer by "
+                "default (stage 1 in float32, compact layout: the recipe whose files pass "
+                f"the default verification), which is not installed: {edge_quantizer.INSTALL}. "
+                "Or pass quantizer='converter' (--quantizer=converter) for the TFLite "
+                "converter's int8 file, which agrees with Keras less often."
+            ) from error
     for name, data in (
         ("representative_data", representative_data),
         ("verification_data", verification_data),
@@ -781,20 +845,26 @@ def to_tflite(
         )
 
     # Read the images first: a dataset of the wrong shape fails before conversion.
-    calibration = None
-    if quantization in options.CALIBRATED:
-        calibration, _ = _images(
-            "representative_data", representative_data, input_shape, options.MAX_CALIBRATION_SAMPLES
-        )
-    if verify:
-        source, images, labels = _verification_images(
-            verification_data, representative_data, input_shape, max_verification_samples
-        )
+    calibration, source, images, labels = _calibration_and_verification(
+        quantization,
+        representative_data,
+        verify,
+        verification_data,
+        input_shape,
+        max_verification_samples,
+    )
     # A looped LruNet (`reuse_loop=True`) converts to a WHILE op that stores
     # every iteration's BatchNorm and runs slower; unrolled, its shared
     # kernels stay single as in the published layout. Verified against
     # `model` itself below.
     graph = _export_graph(unroll_reuse_loops(model), fold_batchnorm)
+    if float_layers == options.FIRST_STAGE and "float_layers" not in patterns:
+        # The default: an LruNet's first stage, where the graph has one.
+        first_stage = re.compile(options.FIRST_STAGE)
+        if any(first_stage.search(layer.name) for layer in graph.layers):
+            patterns["float_layers"] = first_stage
+        else:
+            float_layers = None
     if quantizer == "converter":
         flatbuffer = _converter(graph, input_shape, quantization, calibration).convert()
     else:

@@ -5,6 +5,14 @@ export` checks its flags with the same rules before TensorFlow starts: a
 broken rule is an `OptionError` that each names in its own terms
 (`python_message()`: "`int8_layout='compact'` needs quantization='int8'...";
 `flag_message()`: "--int8_layout=compact: needs --quantization=int8 ...").
+
+`resolve_recipe` turns the "auto" defaults of `quantizer`, `int8_layout`
+and `float_layers` into the recipe they stand for. For "int8" that is the
+AI Edge Quantizer with the first stage of a layer-reuse network left in
+float32, in the compact layout: the converter's plain int8 file of the
+published LruNets agrees with Keras less often than `MIN_TOP1_AGREEMENT`
+asks, and its layout stores several times the quantization vectors
+(docs/guides/export.md has the measurements).
 """
 
 from __future__ import annotations
@@ -21,12 +29,40 @@ MIN_TOP1_AGREEMENT = {"float16": 0.99, "dynamic": 0.99, "int8": 0.98, "int16x8":
 # An int8 file as the converter writes it, or with its quantization vectors
 # rewritten (`keras_reuse.export.rewrite.compact_int8`; a third of the size).
 INT8_LAYOUTS = ("converter", "compact")
+# The default of `quantizer`, `int8_layout` and `float_layers`: the recipe that
+# `resolve_recipe` picks for the quantization mode.
+AUTO = "auto"
+# The layers `float_layers="auto"` leaves in float32 in an int8 file, where
+# the exported graph has layers of that name: an LruNet's first stage (the
+# largest feature maps, reused most), where 8-bit activations flip the most
+# decisions.
+FIRST_STAGE = "stage1_"
 # Who quantizes "int8" and "int16x8": the TFLite converter, or Google's AI Edge
 # Quantizer (`keras_reuse.export.edge_quantizer`; the `quantizer` extra), which also
 # gives 16-bit activations to the layers `int16_layers` names.
 QUANTIZERS = ("converter", "ai_edge_quantizer")
 # Calibration beyond this many images costs time and changes little.
 MAX_CALIBRATION_SAMPLES = 1000
+
+
+def hold_out(count: int) -> int:
+    """Where `representative_data` splits when it is also what a file is verified on.
+
+    A file scored on its own calibration images is scored on the inputs its
+    activation ranges were fitted to; so without `verification_data` the
+    first half of the `count` representative images (rounded up) calibrates
+    and the rest, held out, verifies, as `keras-reuse export` calibrates on
+    training images and verifies on the test split.
+
+    Args:
+        count: How many representative images there are (at least 2).
+
+    Returns:
+        How many of the first images calibrate.
+    """
+    return (count + 1) // 2
+
+
 # Every backend saves .keras files that TensorFlow loads.
 TFLITE_INSTEAD = (
     "Save the model with model.save('model.keras') and export that file with "
@@ -125,13 +161,48 @@ class _Data:
         return "given" if self.given else "None"
 
 
+def resolve_recipe(
+    quantization: str | None,
+    fold_batchnorm: bool = False,
+    int8_layout: str = AUTO,
+    quantizer: str = AUTO,
+    int16_layers: str | None = None,
+    float_layers: str | None = AUTO,
+) -> tuple[str, str, str | None]:
+    """The recipe that "auto" values stand for; other values are kept as given.
+
+    For quantization="int8" (without `fold_batchnorm`, which the compact
+    layout and the AI Edge Quantizer refuse): the AI Edge Quantizer, the
+    compact layout and `FIRST_STAGE` left in float32 (unless `int16_layers`
+    is given, which would then be overridden where both match). Otherwise
+    the TFLite converter, its layout and no float32 layers.
+
+    Args:
+        quantization, fold_batchnorm, int8_layout, quantizer, int16_layers,
+            float_layers: As `to_tflite`.
+
+    Returns:
+        `(int8_layout, quantizer, float_layers)`. `float_layers` may be
+        `FIRST_STAGE`, which `to_tflite` drops for a graph without such layers.
+    """
+    recipe = quantization == "int8" and not fold_batchnorm
+    if quantizer == AUTO:
+        quantizer = "ai_edge_quantizer" if recipe else "converter"
+    if int8_layout == AUTO:
+        int8_layout = "compact" if recipe else "converter"
+    if float_layers == AUTO:
+        auto_float = recipe and quantizer == "ai_edge_quantizer" and int16_layers is None
+        float_layers = FIRST_STAGE if auto_float else None
+    return int8_layout, quantizer, float_layers
+
+
 def check_combinations(
     quantization: str | None = None,
     fold_batchnorm: bool = False,
-    int8_layout: str = "converter",
-    quantizer: str = "converter",
+    int8_layout: str = AUTO,
+    quantizer: str = AUTO,
     int16_layers: str | None = None,
-    float_layers: str | None = None,
+    float_layers: str | None = AUTO,
     verify: bool = True,
     min_top1_agreement: float | None = None,
     representative_data: bool = False,
@@ -140,8 +211,9 @@ def check_combinations(
     """Checks which export options go together.
 
     Values are checked one by one by their users (`to_tflite`, absl's flag
-    types); this checks their combinations. Images are only said to be
-    given or not.
+    types); this checks their combinations, after `resolve_recipe` (an
+    "auto" value never breaks a rule). Images are only said to be given or
+    not.
 
     Args:
         quantization, fold_batchnorm, int8_layout, quantizer, int16_layers,
@@ -153,6 +225,9 @@ def check_combinations(
         OptionError: (a ValueError) for the first rule broken.
     """
     calibration = _Data(representative_data)
+    int8_layout, quantizer, float_layers = resolve_recipe(
+        quantization, fold_batchnorm, int8_layout, quantizer, int16_layers, float_layers
+    )
     if int8_layout == "compact" and (quantization != "int8" or fold_batchnorm):
         raise OptionError(
             "int8_layout",
