@@ -94,8 +94,8 @@ def main() -> None:
             quantization=quantization,
             representative_data=calibration if quantization == "int8" else None,
             verification_data=test_ds if quantization == "int8" else None,
-            # Standard int8 flips the top-1 class of 2-3% of the images for
-            # these networks (below to_tflite's 98% default): accept it knowingly.
+            # A briefly trained network is not one the default int8 recipe was
+            # chosen on: accept down to 95% knowingly (to_tflite's default is 98%).
             # quantization="int16x8" stays within 1% of Keras.
             min_top1_agreement=0.95 if quantization == "int8" else None,
         )

@@ -9,7 +9,7 @@ needs, and the calibration on representative images.
 
 Why a second quantizer. The TFLite converter's int8 file of the published
 Fashion-MNIST LruNet-10 agrees with Keras less often than the default
-verification asks (README, "Export"). The AI Edge Quantizer
+verification asks (docs/guides/export.md). The AI Edge Quantizer
 (`ai_edge_quantizer`, an optional extra) quantizes the same float32 graph
 closer to it, and lets some layers keep 16-bit activations or float32: in
 stage 1 (the largest feature maps, ten reuses) 8 bits flip the most

@@ -728,7 +728,7 @@ def to_tflite(
             `verification_data`, half of them are held out to verify.
         fold_batchnorm: Let the converter fold every BatchNorm into the
             kernel before it, as it does by default. Shared kernels are then
-            stored once per call (bigger file); see the README for latency.
+            stored once per call (bigger file); docs/reports/int8-bytes.md has the latency.
         int8_layout: "auto" (the default: "compact" for "int8" without
             `fold_batchnorm`, else "converter"), "converter" (the file as the
             quantizer writes it) or "compact" ("int8" only): each BatchNorm

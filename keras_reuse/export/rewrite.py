@@ -6,7 +6,8 @@ flatbuffer reading and writing it needs.
 Why. In an int8 file every convolution's weights and int32 bias carry one
 float32 scale and one int64 zero point per output channel, and every call
 of a shared kernel has a bias of its own: in the published LruNet-10 most
-of the int8 file is these vectors (README, "Export"). Two rewrites remove most of them and keep
+of the int8 file is these vectors (docs/reports/int8-bytes.md). Two rewrites
+remove most of them and keep
 every op, its kernel and its XNNPACK delegation:
 - each BatchNorm affine (a 1x1 depthwise op, see `keras_reuse.export.litert`) is
   requantized with one scale for its weights and one for its bias (24
