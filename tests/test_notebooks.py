@@ -1,4 +1,9 @@
-"""Every notebook in notebooks/ runs top to bottom (nbclient) with small sizes and is kept clean."""
+"""Every notebook in notebooks/ runs top to bottom (nbclient) with small sizes.
+
+The notebooks are stored with the outputs of a real run at their own
+parameters (`notebooks/execute.py`), so a reader sees results without
+running them; CI runs them again at small sizes.
+"""
 
 import os
 
@@ -70,12 +75,23 @@ def test_every_notebook_has_small_sizes_for_ci():
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_is_colab_ready_and_clean(name):
+def test_notebook_is_colab_ready_and_stores_a_real_run(name):
     nb = read(name)
     nbformat.validate(nb)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
-    # Outputs are cleared in git.
-    assert all(not cell.outputs and cell.execution_count is None for cell in code)
+    # Stored outputs of one run, every cell once and in order, to its result,
+    # with a note saying where, when and with which versions.
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1))
+    stored = "".join(
+        output.get("text", "") + output.get("data", {}).get("text/markdown", "")
+        for cell in code
+        for output in cell.outputs
+    )
+    assert RESULT[name] in stored
+    assert not any(output.output_type == "error" for cell in code for output in cell.outputs)
+    notes = [c for c in nb.cells if "stored-outputs" in c.metadata.get("tags", [])]
+    assert len(notes) == 1 and "*Stored outputs:*" in notes[0].source
+    assert "Runtime:" in nb.cells[0].source
     # First code cell: install from the repository in Colab only.
     assert 'if "google.colab" in sys.modules:' in code[0].source
     assert "pip" in code[0].source and "git+https://github.com/" in code[0].source

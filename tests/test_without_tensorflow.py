@@ -1,15 +1,16 @@
-"""The model side runs without TensorFlow (JAX backend); what needs it says so when used.
+"""The model side runs without TensorFlow (JAX and PyTorch backends); what needs it says so.
 
 The child process makes `import tensorflow` (and TFDS) fail, as in an
 environment that lacks them, such as the GPU machines with JAX and PyTorch.
 """
 
 import json
-import subprocess
+import os
 import sys
 
 import pytest
 from locations import ROOT
+from processes import run
 
 CHILD = """
 import json, sys
@@ -20,13 +21,13 @@ import keras_reuse
 from keras_reuse import reuse_summary, share, unshare
 from keras_reuse.applications import LruNet, ShaResNet164
 result = {}
-model = LruNet(num_classes=10, layer_reuse=2, input_shape=(28, 28, 1))  # looped on JAX
+model = LruNet(num_classes=10, layer_reuse=2, input_shape=(28, 28, 1))  # the default layout
 result["looped"] = [type(layer).__name__ for layer in model.layers].count("LruStage")
 unrolled = LruNet(num_classes=10, layer_reuse=2, input_shape=(28, 28, 1), reuse_loop=False)
 result["unshared_params"] = reuse_summary(unshare(unrolled)).unique_params
 result["unrolled_params"] = reuse_summary(model).unrolled_params
 try:
-    unshare(model)
+    unshare(LruNet(num_classes=10, layer_reuse=2, input_shape=(28, 28, 1), reuse_loop=True))
 except ValueError as error:
     result["unshare_looped"] = str(error)
 preset = LruNet(weights="fashion_mnist", layer_reuse=10, input_shape=(28, 28, 1))
@@ -65,23 +66,24 @@ print(json.dumps(result))
 """
 
 
-@pytest.fixture(scope="module")
-def child():
-    done = subprocess.run(
+@pytest.fixture(scope="module", params=["jax", "torch"])
+def child(request):
+    done = run(
         [sys.executable, "-c", CHILD],
+        timeout=900,
         cwd=ROOT,
-        env={**__import__("os").environ, "KERAS_BACKEND": "jax"},
+        env={**os.environ, "KERAS_BACKEND": request.param},
         capture_output=True,
         text=True,
-        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {"backend": request.param, **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
 def test_models_presets_sharing_and_fit_run_without_tensorflow(child):
     assert child["tensorflow"] is False
-    assert child["looped"] == 4  # the JAX default: each stage one loop
+    # The default layout: on JAX each stage is one loop, on PyTorch unrolled.
+    assert child["looped"] == (4 if child["backend"] == "jax" else 0)
     assert child["unshared_params"] == child["unrolled_params"]
     # A looped stage cannot be unshared around: refused, not left shared.
     assert "reuse their weights inside one call" in child["unshare_looped"]
