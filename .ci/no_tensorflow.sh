@@ -29,12 +29,15 @@ assert "tensorflow" not in sys.modules, "importing the models imported tensorflo
 ')
 
 # Deselected: tests that compare with TensorFlow's fast paths, or name the
-# layers of the unrolled layout (the JAX default is the looped one).
+# layers of the unrolled layout (the JAX default is the looped one), and the
+# PyTorch-backend case of the no-TensorFlow child (this virtualenv has no
+# torch; the main job runs it with TensorFlow blocked).
 PYTHONPATH=tests/support "$py" -m pytest -q -p no_tensorflow \
   tests/test_without_tensorflow.py \
   tests/reuse/test_summary.py \
   tests/layers/test_layers.py \
-  -k "not lrunet14_summary and not tensorflow_fast_path and not equals_keras and not onednn"
+  -k "not lrunet14_summary and not tensorflow_fast_path and not equals_keras and not onednn \
+      and not torch"
 
 # The GPU check's code path, at toy size on the CPU, on arrays shaped like the bundle's.
 "$py" - "$work/arrays.npz" <<'PY'

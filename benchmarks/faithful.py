@@ -55,23 +55,32 @@ from scipy import stats
 from keras_reuse.experiments.study import EPOCH_COLUMNS
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", "fashion_mnist", "TFDS image-classification dataset.")
-flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).")
-flags.DEFINE_list("layer_reuse", ["1", "10"], "Reuse counts N, e.g. 1,10.")
-flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds per framework and N.")
-flags.DEFINE_integer("epochs", 10, "Epochs (the step schedule is compressed to them).")
-flags.DEFINE_integer("max_train_examples", None, "Train on the first N images (default: all).")
-flags.DEFINE_integer(
-    "max_eval_examples", None, "Evaluate on the first N test images (default: all)."
-)
-flags.DEFINE_integer("batch_size", 256, "Batch size (both frameworks).")
-flags.DEFINE_float("learning_rate", 0.1, "Base learning rate (both frameworks).")
-flags.DEFINE_string("output_dir", "runs/faithful", "Where the runs, CSV and plot go.")
-flags.DEFINE_boolean("resume", False, "Continue the runs in --output_dir.")
-flags.DEFINE_integer("verbose", 0, "Keras fit verbosity.")
-flags.DEFINE_string(
-    "verdict_from", None, "Print the verdict of this faithful.csv at --epochs; train nothing."
-)
+
+
+def define_flags() -> None:
+    """Defines the command's flags, when it runs rather than at import.
+
+    The tests import this module for its verdict beside modules that define
+    flags of the same names.
+    """
+    flags.DEFINE_string("dataset", "fashion_mnist", "TFDS image-classification dataset.")
+    flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR).")
+    flags.DEFINE_list("layer_reuse", ["1", "10"], "Reuse counts N, e.g. 1,10.")
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds per framework and N.")
+    flags.DEFINE_integer("epochs", 10, "Epochs (the step schedule is compressed to them).")
+    flags.DEFINE_integer("max_train_examples", None, "Train on the first N images (default: all).")
+    flags.DEFINE_integer(
+        "max_eval_examples", None, "Evaluate on the first N test images (default: all)."
+    )
+    flags.DEFINE_integer("batch_size", 256, "Batch size (both frameworks).")
+    flags.DEFINE_float("learning_rate", 0.1, "Base learning rate (both frameworks).")
+    flags.DEFINE_string("output_dir", "runs/faithful", "Where the runs, CSV and plot go.")
+    flags.DEFINE_boolean("resume", False, "Continue the runs in --output_dir.")
+    flags.DEFINE_integer("verbose", 0, "Keras fit verbosity.")
+    flags.DEFINE_string(
+        "verdict_from", None, "Print the verdict of this faithful.csv at --epochs; train nothing."
+    )
+
 
 CSV_NAME = "faithful.csv"
 PLOT_NAME = "faithful.png"
@@ -602,4 +611,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

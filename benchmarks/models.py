@@ -36,7 +36,22 @@ MODELS = {
 }
 
 
-def _naive_grouped_conv(filters: int, groups: int = 1, name: str | None = None, **_: Any):
+def _channels_last_only(data_format: str | None) -> None:
+    # The naive baselines are channels last, like every benchmark.
+    if data_format not in (None, "channels_last"):
+        raise ValueError(
+            f"The naive baselines build channels_last only. Received: data_format={data_format!r}"
+        )
+
+
+def _naive_grouped_conv(
+    filters: int,
+    groups: int = 1,
+    name: str | None = None,
+    data_format: str | None = None,
+    **_: Any,
+):
+    _channels_last_only(data_format)
     import keras
 
     from keras_reuse.layers.ops import conv_kernel_initializer
@@ -51,8 +66,14 @@ def _naive_grouped_conv(filters: int, groups: int = 1, name: str | None = None, 
     )
 
 
-def _naive_shuffle(groups: int = 2, swap_halves: bool = False, name: str | None = None, **_: Any):
-    # Channels last only, like the benchmarks (a `data_format` keyword is ignored).
+def _naive_shuffle(
+    groups: int = 2,
+    swap_halves: bool = False,
+    name: str | None = None,
+    data_format: str | None = None,
+    **_: Any,
+):
+    _channels_last_only(data_format)
     import keras
 
     from keras_reuse.layers.ops import channel_shuffle_permutation

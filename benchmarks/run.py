@@ -648,7 +648,9 @@ def bench_int8_recipes() -> None:
     names = FLAGS.int8_presets or list(PRESETS)
     unknown = [n for n in names if n not in PRESETS]
     if unknown:
-        raise app.UsageError(f"--int8_presets must name presets from {', '.join(PRESETS)}")
+        raise app.UsageError(
+            f"--int8_presets={','.join(unknown)}: not a preset; presets: {', '.join(PRESETS)}"
+        )
     calls = FLAGS.latency_calls or 200
     started, load_before = time.perf_counter(), os.getloadavg()
     rows: list[dict] = []

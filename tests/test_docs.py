@@ -42,13 +42,18 @@ def commands(page: Path) -> list[list[str]]:
     found = []
     for _, code in blocks(page, "bash"):
         for line in code.replace("\\\n", " ").splitlines():
-            line = line.split(" #")[0].strip()
-            for part in re.split(r"&&|;", line):
-                argv = shlex.split(part)
+            lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+            lexer.whitespace_split, lexer.commenters = True, "#"
+            argv: list[str] = []
+            for token in [*lexer, ";"]:
+                if token not in ("&&", "||", ";", "|", "&"):
+                    argv.append(token)
+                    continue
                 while argv and "=" in argv[0] and not argv[0].startswith("-"):
                     argv = argv[1:]  # leading VAR=value assignments
                 if argv[:1] == ["keras-reuse"] and len(argv) > 1:
                     found.append(argv)
+                argv = []
     return found
 
 

@@ -40,6 +40,9 @@ SMALL = {
         TEST_EXAMPLES=64,
         CALIBRATION_EXAMPLES=32,
         BATCH_SIZE=64,
+        # A network trained on 128 images decides by slim margins, which
+        # 8-bit activations flip: the bar here checks the path, not the recipe.
+        MIN_AGREEMENT=0.5,
     ),
     "04_sharesnet.ipynb": dict(
         DATASET="cifar10_jpeg",

@@ -52,9 +52,12 @@ class LayerTypes:
     stock-Keras baselines of the benchmarks and tests.
 
     Attributes:
-        norm: BatchNormalization-like class (`momentum`, `epsilon`, `name`).
-        pointwise: Grouped 1x1 convolution (`filters`, `groups`, `name`).
-        shuffle: Channel shuffle (`groups`, `swap_halves`, `name`).
+        norm: BatchNormalization-like class (`momentum`, `epsilon`, `axis`,
+            `name`).
+        pointwise: Grouped 1x1 convolution (`filters`, `groups`,
+            `data_format`, `name`).
+        shuffle: Channel shuffle (`groups`, `swap_halves`, `data_format`,
+            `name`).
         depthwise: DepthwiseConv2D-like class (Keras's keywords); Keras's
             own unless a network names another.
     """

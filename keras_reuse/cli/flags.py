@@ -78,7 +78,7 @@ def define_config_flags(
         name = field.name
         if name in exclude or (wanted is not None and name not in wanted):
             continue
-        help_text = helps.get(name, field_help[name] + _extra_help(name))
+        help_text = helps.get(name) or field_help.get(name, name) + _extra_help(name)
         kind = spec.flag_kind(hints[name])
         _DEFINE[kind](name, defaults.get(name, field.default), help_text, flag_values=flag_values)
         declared.append(name)

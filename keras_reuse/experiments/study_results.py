@@ -260,8 +260,9 @@ class Difference:
         a: The arm whose mean comes first.
         b: The arm subtracted.
         mean: The difference of the means (points).
-        low: The interval's lower end (points).
-        high: The interval's upper end (points).
+        low: The interval's lower end (points); NaN when neither arm
+            varies between seeds.
+        high: The interval's upper end (points); NaN likewise.
         confidence: The interval's confidence level, e.g. 0.95.
         dof: Welch-Satterthwaite degrees of freedom of the interval.
     """
@@ -307,8 +308,8 @@ def difference(rows: Sequence[StudyRow], a: Arm, b: Arm, confidence: float = 0.9
     (mean_a, std_a), (mean_b, std_b) = (mean_std(values) for values in samples)
     var_a, var_b = (std**2 / len(v) for std, v in zip((std_a, std_b), samples, strict=True))
     mean = mean_a - mean_b
-    if var_a + var_b == 0:
-        return Difference(a, b, mean, mean, mean, confidence, float("inf"))
+    if var_a + var_b == 0:  # no spread measured: no interval
+        return Difference(a, b, mean, float("nan"), float("nan"), confidence, float("nan"))
     dof = (var_a + var_b) ** 2 / (
         var_a**2 / (len(samples[0]) - 1) + var_b**2 / (len(samples[1]) - 1)
     )
@@ -350,7 +351,9 @@ def format_differences(rows: Sequence[StudyRow], confidence: float = 0.95) -> st
         "|---|---|---|---|",
     ]
     for d in found:
-        if d.low > 0:
+        if d.low != d.low:  # NaN: both arms gave the same accuracy at every seed
+            verdict = "no spread between seeds: no interval"
+        elif d.low > 0:
             verdict = f"{d.a.label} higher"
         elif d.high < 0:
             verdict = f"{d.b.label} higher"

@@ -744,7 +744,8 @@ def to_tflite(
             "ai_edge_quantizer" (Google's AI Edge Quantizer,
             `pip install "keras-reuse[quantizer]"`; without it the default
             "int8" export raises an ImportError that says so), which
-            quantizes the same float32 graph closer to Keras.
+            quantizes the same float32 graph (docs/guides/export.md
+            compares the two).
         int16_layers: With quantizer="ai_edge_quantizer" and
             quantization="int8": a regular expression; the ops of every
             layer whose name it matches (`re.search`) get 16-bit
@@ -798,10 +799,15 @@ def to_tflite(
         max_verification_samples,
         min_top1_agreement,
     )
+    if int16_layers == options.AUTO:
+        raise ValueError(
+            "`int16_layers` has no 'auto': None or a regular expression of layer names. "
+            f"Received: int16_layers={int16_layers!r}"
+        )
     patterns = {
         argument: _layer_pattern(argument, value, model)
         for argument, value in (("int16_layers", int16_layers), ("float_layers", float_layers))
-        if value not in (None, options.AUTO)
+        if value is not None and not (argument == "float_layers" and value == options.AUTO)
     }
     check_combinations(
         quantization=quantization,

@@ -74,10 +74,8 @@ def trains_grouped_conv2d(x, cin_g: int) -> bool:
     none ("not supported on CPU"), and x86-64 is where oneDNN's was tested.
     An explicit `jit_compile=True` on a CPU hands the convolution to XLA,
     which this check cannot see (Keras's default does not compile on a
-    machine without a GPU). There the grouped form is the slower one:
-    LruNet-1 at batch 128 trained at 50 images/s against the matmuls' 60
-    (AVX2 EPYC, oneDNN on, a scratch A/B), both far below the 1,190 images/s
-    without XLA (docs/guides/backends.md).
+    machine without a GPU). There the grouped form is the slower one, and
+    both are far slower than without XLA.
     """
     return (
         cin_g <= _ONEDNN_GROUPED_MAX_CIN
@@ -219,10 +217,9 @@ def repeat_channels(x, times: int):
 
     Tiled, then transposed: `[x, x]` along the channels is `times` block
     copies, and one transpose interleaves them. A stack on a new last axis
-    (the same result) copies one element at a time on CPU: measured with
-    forward and gradient at LruNet-14's stage shapes, batch 128, oneDNN on,
-    it took 1.3-1.6x as long (`Pack` was 31% of LruNet-14's training op
-    time). Reshapes are to static shapes where known: XLA needs them.
+    (the same result) copies one element at a time on CPU, which is slower
+    with its gradient at LruNet's stage shapes. Reshapes are to static
+    shapes where known: XLA needs them.
     """
     # Optional: TensorFlow, imported on its backend's path only.
     import tensorflow as tf
@@ -418,9 +415,8 @@ def channel_shuffle(
     two halves are exchanged, as a split and a concatenation, when
     `swap_halves`). Every op is one vectorised copy: a stack on a new last axis
     (the same permutation) copies one element at a time on TensorFlow's CPU,
-    and measured with its gradient at LruNet-14's stage shapes (batch 128,
-    oneDNN on) it took 1.2-1.7x as long; in a .tflite file its PACK is an
-    op XNNPACK does not take (docs/reports/int8-bytes.md).
+    slower with its gradient at LruNet's stage shapes; in a .tflite file its
+    PACK is an op XNNPACK does not take (docs/reports/int8-bytes.md).
 
     Args:
         x: A tensor of rank >= 2; `C` divisible by `groups` (and by 2 with

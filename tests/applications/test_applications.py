@@ -269,7 +269,9 @@ def test_sharesnet_bad_arguments(constructor, kwargs, message):
         constructor(**kwargs)
 
 
-@pytest.mark.parametrize("name", ["sharesnet18", "sharesnet34", "sharesnet50", "sharesnet101"])
+@pytest.mark.parametrize(
+    "name", ["sharesnet18", "sharesnet34", "sharesnet50", "sharesnet101", "sharesnet152"]
+)
 def test_imagenet_sharesnets_show_their_keywords(name):
     # The signature an IDE and the API reference read, not `**kwargs`.
     import inspect

@@ -120,6 +120,10 @@ def test_channels_first_on_tensorflow_with_onednn():
     xt = x.transpose(0, 3, 1, 2)
     expected = last.predict(x, verbose=0)
     assert _relative_error(first.predict(xt, verbose=0), expected) <= RTOL
+    # Training mode: BatchNorm normalizes with the batch's statistics.
+    trained = keras.ops.convert_to_numpy(last(x, training=True))
+    got = keras.ops.convert_to_numpy(first(xt, training=True))
+    assert _relative_error(got, trained) <= RTOL
 
 
 def _relative_error(actual, expected) -> float:

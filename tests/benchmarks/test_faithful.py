@@ -4,7 +4,7 @@ and its equivalence verdict on constructed accuracies.
 The tiny run never asserts an accuracy or a pass: one epoch on 256 images says nothing
 about faithfulness, only that both sides train, evaluate and report. The verdict (two
 one-sided Welch t-tests at a 0.5-point margin) is checked on inputs whose answer is
-known, with its Student t against published table values.
+known.
 """
 
 import csv

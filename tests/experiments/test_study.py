@@ -309,3 +309,11 @@ def test_difference_refuses_what_has_no_interval():
         study.difference(rows, a, b)
     with pytest.raises(ValueError, match="`confidence` must be in \\(0, 1\\), got 95"):
         study.difference(rows, a, a, confidence=95)
+
+
+def test_difference_without_spread_has_no_interval():
+    a, b = study.Arm(1), study.Arm(10)
+    rows = _rows(a, [80.0, 80.0]) + _rows(b, [81.0, 81.0])
+    d = study.difference(rows, a, b)
+    assert d.mean == pytest.approx(-1.0) and d.low != d.low and d.high != d.high
+    assert "no spread between seeds: no interval" in study.format_differences(rows)

@@ -444,7 +444,7 @@ def test_published_lrunet10_compact_int8_agrees_with_keras(fashion_mnist, tmp_pa
     test, train = fashion_mnist
     model = applications.create("lrunet10_fashion_mnist", classifier_activation=None)
     params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    # Short of int8's 98% default, as the converter's layout (README export table).
+    # Short of int8's 98% default, as the converter's layout (benchmarks/results/export.md).
     report = to_tflite(
         model,
         tmp_path / "int8.tflite",
@@ -469,7 +469,7 @@ def test_published_lrunet10_meets_the_int8_bar_with_stage1_kept_finer(
     test, train = fashion_mnist
     model = applications.create("lrunet10_fashion_mnist", classifier_activation=None)
     # The default bar (98%), which the converter's int8 file misses on the
-    # whole test set (README export table).
+    # whole test set (benchmarks/results/export.md).
     report = to_tflite(
         model,
         tmp_path / "int8.tflite",
@@ -694,6 +694,10 @@ def test_quantized_export_below_its_agreement_bar_is_refused(lrunet1, fashion_mn
         (
             {"quantizer": "ai_edge_quantizer", "quantization": "int8", "int16_layers": "stage9_"},
             r"`int16_layers` matches no layer name of the model.*int16_layers='stage9_'",
+        ),
+        (
+            {"quantization": "int8", "int16_layers": "auto"},
+            r"`int16_layers` has no 'auto'.*int16_layers='auto'",
         ),
         (
             {"quantization": "int8", "quantizer": "converter", "float_layers": "stage1_"},

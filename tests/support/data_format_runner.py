@@ -2,7 +2,7 @@
 
 Keras fixes its backend at import, and TensorFlow's CPU kernels do not run
 channels-first convolutions where oneDNN is off (the test processes'
-setting), so tests/applications/test_applications.py runs this under
+setting), so tests/applications/test_data_format.py runs this under
 `KERAS_BACKEND=torch`: `python tests/support/data_format_runner.py DIR NAME...`
 prints one JSON line, name -> the relative errors measured, or the failure
 (the name "presets": the published Fashion-MNIST LruNets).

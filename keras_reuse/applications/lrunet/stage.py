@@ -151,8 +151,7 @@ class LruStage(keras.layers.Layer):
             unrolled for N = 1 except under JAX. On TensorFlow one
             iteration costs less to trace than a loop and its gradient; under
             JAX, XLA's CPU code for the convolutions is far faster inside a
-            loop body (LruNet-1, batch 32: 0.31 s a train step looped
-            against 31 s unrolled, first step 16 s against 45 s).
+            loop body (docs/reports/reuse-loop.md).
         data_format: "channels_last", "channels_first" or None:
             `keras.config.image_data_format()` (see the module docstring).
         **kwargs: Base layer keyword arguments.
