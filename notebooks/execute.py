@@ -19,6 +19,7 @@ import ast
 import datetime
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -29,6 +30,10 @@ from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent
 PROVENANCE_TAG = "stored-outputs"
+# TensorFlow's and XLA's start-up log lines on stderr: noise to a reader.
+NATIVE_LOG = re.compile(r"^(WARNING: All log messages before absl|[IWEF]\d{4} [\d:.]+ +\d+ )")
+# Where `execute` runs a notebook (a temporary directory): not the reader's.
+SCRATCH_PATH = re.compile(r"\S*\.notebook-run-[^/\s]+/")
 
 
 def _cpu_name() -> str:
@@ -68,6 +73,40 @@ def provenance(overrides: dict[str, str]) -> str:
     return text + " (`python notebooks/execute.py`)."
 
 
+def tidy_outputs(nb: nbformat.NotebookNode) -> None:
+    """What a reader should see of the stored outputs.
+
+    Consecutive stream outputs are merged and a line redrawn with carriage
+    returns (a progress bar) keeps its last state; TensorFlow's native log
+    lines and the scratch directory's path are removed.
+    """
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        merged: list = []
+        for output in cell.outputs:
+            previous = merged[-1] if merged else None
+            if (
+                output.output_type == "stream"
+                and previous is not None
+                and previous.output_type == "stream"
+                and previous.name == output.name
+            ):
+                previous.text += output.text
+            else:
+                merged.append(output)
+        kept = []
+        for output in merged:
+            if output.output_type == "stream":
+                lines = [line.rsplit("\r", 1)[-1] for line in output.text.split("\n")]
+                text = "\n".join(line for line in lines if not NATIVE_LOG.match(line))
+                output.text = SCRATCH_PATH.sub("", text)
+                if not output.text.strip():
+                    continue
+            kept.append(output)
+        cell.outputs = kept
+
+
 def execute(path: Path, overrides: dict[str, str], timeout: int) -> None:
     """Runs the notebook at `path` and writes it back with its outputs."""
     nb = nbformat.read(path, as_version=4)
@@ -94,6 +133,7 @@ def execute(path: Path, overrides: dict[str, str], timeout: int) -> None:
             for output in cell.outputs:
                 if "execution_count" in output:
                     output.execution_count = count
+    tidy_outputs(run)
     nbformat.validate(run)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(handle, "w") as out:

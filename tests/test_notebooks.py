@@ -63,7 +63,7 @@ RESULT = {
     "01_quickstart.ipynb": "reloaded model gives the same logits",
     "02_layer_reuse_study.ipynb": "CSV: ",
     "03_tflite_export.ipynb": "4 bytes x unrolled parameters: ",
-    "04_sharesnet.ipynb": "| WRN-10-1 ShaResNet (shared) |",
+    "04_sharesnet.ipynb": " ShaResNet (shared) | ",
     "05_pretrained_lrunet.ipynb": "new head on the frozen CIFAR-10 backbone: ",
 }
 NOTEBOOKS = sorted(name for name in os.listdir(NOTEBOOK_DIR) if name.endswith(".ipynb"))
