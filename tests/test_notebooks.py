@@ -47,7 +47,7 @@ SMALL = {
     "04_sharesnet.ipynb": dict(
         DATASET="cifar10_jpeg",
         COMPARE=["sharesnet18"],
-        DEPTH=10,
+        DEPTH=22,  # n = 3 blocks a stage: blocks 2 and 3 share
         WIDTH=1,
         EPOCHS=1,
         TRAIN_EXAMPLES=128,
