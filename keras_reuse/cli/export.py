@@ -52,7 +52,8 @@ flags.DEFINE_enum(
     "auto",
     ["auto", "converter", "compact"],
     "int8: the file as the quantizer writes it, or compact (per-tensor BatchNorm affines, "
-    "one zero bias per shared kernel; a third of the size). auto: compact for int8.",
+    "one zero bias per shared kernel, no intermediate tensor names; under a third of the size). "
+    "auto: compact for int8.",
 )
 flags.DEFINE_enum(
     "quantizer",

@@ -26,8 +26,8 @@ a few percent faster at batch 1, several times bigger.
 In an int8 file each of those affines carries a float32 scale and an int64
 zero point per channel for its weights and again for its bias, and each
 call of a shared kernel a zero bias with the same vectors: most of the
-file. `int8_layout="compact"` rewrites the converted file without them
-(`keras_reuse.export.rewrite`).
+file. `int8_layout="compact"` rewrites the converted file without them,
+and without the intermediate tensors' names (`keras_reuse.export.rewrite`).
 
 `quantizer="ai_edge_quantizer"` quantizes the same float32 file with Google's
 AI Edge Quantizer instead of the converter (`keras_reuse.export.edge_quantizer`),
@@ -733,8 +733,10 @@ def to_tflite(
             `fold_batchnorm`, else "converter"), "converter" (the file as the
             quantizer writes it) or "compact" ("int8" only): each BatchNorm
             affine after a shared layer requantized with one scale per
-            tensor, and the calls of a shared kernel reading one zero bias;
-            for the published LruNet-10 a third of the size
+            tensor, the calls of a shared kernel reading one zero bias, and
+            no names on the intermediate tensors (the input, the output and
+            the signature keep theirs); for the published LruNet-10 under
+            a third of the size
             (docs/guides/export.md). LiteRT's CPU kernels and XNNPACK run it;
             delegates that check each bias's scale against its input's
             (NNAPI) may decline the shared biases.

@@ -27,7 +27,7 @@ FLOAT32_RTOL = 1e-5
 # Quantized files must pick Keras's top-1 class on this share of the samples.
 MIN_TOP1_AGREEMENT = {"float16": 0.99, "dynamic": 0.99, "int8": 0.98, "int16x8": 0.99}
 # An int8 file as the converter writes it, or with its quantization vectors
-# rewritten (`keras_reuse.export.rewrite.compact_int8`; a third of the size).
+# rewritten (`keras_reuse.export.rewrite.compact_int8`; under a third of the size).
 INT8_LAYOUTS = ("converter", "compact")
 # The default of `quantizer`, `int8_layout` and `float_layers`: the recipe that
 # `resolve_recipe` picks for the quantization mode.

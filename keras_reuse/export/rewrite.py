@@ -14,6 +14,9 @@ every op, its kernel and its XNNPACK delegation:
   bytes of vectors per channel and per reuse go);
 - the calls of a shared kernel, whose biases are zero, read one zero bias
   (12 bytes per channel and per reuse go; bit-identical outputs).
+A third drops the names of the intermediate tensors (the converter's long
+op paths), which LiteRT does not read; the input and output tensors and
+the signature keep theirs.
 """
 
 from __future__ import annotations
@@ -180,6 +183,36 @@ def _drop_unused(model: Any) -> None:
             buffer.data = None
 
 
+def _drop_tensor_names(model: Any) -> int:
+    """Clears every tensor's name but the subgraph inputs' and outputs'; returns bytes dropped."""
+    dropped = 0
+    for graph in model.subgraphs:
+        keep = {*graph.inputs, *graph.outputs}
+        for number, tensor in enumerate(graph.tensors):
+            if number not in keep and tensor.name:
+                dropped += len(tensor.name)
+                tensor.name = None
+    return dropped
+
+
+def drop_tensor_names(buffer: bytes) -> tuple[bytes, int]:
+    """Clears the names of the intermediate tensors, which LiteRT does not read.
+
+    The converter names every tensor after the ops that made it (long
+    paths, about a tenth of a compact int8 LruNet file). The subgraph's
+    input and output tensors keep their names, and the signature its own.
+
+    Args:
+        buffer: A .tflite file.
+
+    Returns:
+        The rewritten file and the number of name bytes dropped.
+    """
+    _, model = read_model(buffer)
+    dropped = _drop_tensor_names(model)
+    return write_model(model), dropped
+
+
 def per_tensor_batchnorm_affines(buffer: bytes) -> tuple[bytes, int]:
     """Requantizes every BatchNorm affine (int8 1x1 depthwise op) with one scale per tensor.
 
@@ -225,14 +258,15 @@ def share_zero_biases(buffer: bytes) -> tuple[bytes, int]:
 
 
 def compact_int8(buffer: bytes) -> tuple[bytes, dict[str, int]]:
-    """`to_tflite`'s `int8_layout="compact"`: per-tensor BatchNorm affines and shared zero biases.
+    """`to_tflite`'s `int8_layout="compact"`: per-tensor affines, shared zero biases, no names.
 
     Args:
         buffer: A full-integer .tflite file (int8 activations).
 
     Returns:
         The rewritten file and what changed: `affines_requantized`,
-        `biases_shared`.
+        `biases_shared`, `name_bytes_dropped` (the intermediate tensors'
+        names; inputs, outputs and signatures keep theirs).
     """
     schema, model = read_model(buffer)
     counts = {
@@ -240,4 +274,5 @@ def compact_int8(buffer: bytes) -> tuple[bytes, dict[str, int]]:
         "biases_shared": _share_zero_biases(schema, model),
     }
     _drop_unused(model)
+    counts["name_bytes_dropped"] = _drop_tensor_names(model)
     return write_model(model), counts

@@ -293,10 +293,36 @@ def test_compact_int8_keeps_sharing_and_the_outputs_in_fewer_bytes(small_exports
     scales, biases = int8_layout(converter.path)
     assert min(scales) > 1 and biases == {2: 8, 1: 3}
     assert compact.size_bytes < 0.75 * converter.size_bytes
+    # Only the input and the output keep their tensor names; signatures stay.
+    names, signatures = {}, {}
+    for report in (converter, compact):
+        interpreter = Interpreter(model_path=os.fspath(report.path))
+        io = interpreter.get_input_details() + interpreter.get_output_details()
+        names[report.int8_layout] = (
+            {d["name"] for d in io},
+            {d["name"] for d in interpreter.get_tensor_details()},
+        )
+        signatures[report.int8_layout] = interpreter.get_signature_list()
+    assert names["compact"][0] == names["converter"][0] and all(names["compact"][0])
+    assert names["compact"][1] - names["compact"][0] == {""}
+    assert "" not in names["converter"][1]
+    assert signatures["compact"] == signatures["converter"]
     images = np.concatenate([x for x, _ in fashion_mnist[0].take(1).as_numpy_iterator()])
     before, _ = litert(converter.path, images)
     after, _ = litert(compact.path, images)
     assert np.abs(after - before).max() <= 0.1 * np.abs(before).max()
+
+
+def test_dropping_tensor_names_changes_no_output(small_exports, fashion_mnist, tmp_path):
+    # The converter's int8 file without its intermediate names computes the same, bit for bit.
+    source = Path(small_exports["int8"].path)
+    buffer, dropped = litert_rewrite.drop_tensor_names(source.read_bytes())
+    assert dropped > 1000 and len(buffer) < source.stat().st_size - dropped
+    (tmp_path / "unnamed.tflite").write_bytes(buffer)
+    images = np.concatenate([x for x, _ in fashion_mnist[0].take(1).as_numpy_iterator()])
+    expected, _ = litert(source, images)
+    actual, _ = litert(tmp_path / "unnamed.tflite", images)
+    np.testing.assert_array_equal(actual, expected)
 
 
 def io_types(path):
@@ -489,7 +515,7 @@ def test_published_lrunet10_meets_the_int8_bar_with_stage1_kept_finer(
 
 
 # LiteRT's int8 format puts LruNet-10's floor near 2.0 bytes per parameter;
-# the default int8 file of the Fashion-MNIST presets stays at or under this
+# the default int8 file of every shipped preset stays at or under this
 # (docs/guides/export.md, benchmarks/results/int8_default).
 MAX_INT8_BYTES_PER_PARAM = 2.3
 
@@ -523,6 +549,22 @@ def test_default_int8_export_of_published_lrunet10_passes_its_verification(fashi
     assert report.size_bytes <= MAX_INT8_BYTES_PER_PARAM * preset.trainable_params
     assert os.path.getsize(report.path) == report.size_bytes
     assert activation_types(report.path) == {np.int8, np.float32}
+
+
+@pytest.mark.parametrize("name", sorted(set(PRESETS) - {"lrunet10_fashion_mnist"}))
+def test_default_int8_file_of_every_other_preset_is_within_the_size_bound(name, tmp_path):
+    # The size alone: what calibrates changes the scales, not the bytes.
+    preset = PRESETS[name]
+    images = np.random.default_rng(0).uniform(0, 1, (8, *preset.input_shape)).astype("float32")
+    report = to_tflite(
+        applications.create(name),
+        tmp_path / "int8.tflite",
+        quantization="int8",
+        representative_data=images,
+        verify=False,
+    )
+    assert report.int8_layout == "compact"
+    assert report.size_bytes <= MAX_INT8_BYTES_PER_PARAM * preset.trainable_params
 
 
 def test_int8_verification_holds_out_the_images_it_did_not_calibrate_on(
@@ -869,7 +911,7 @@ def test_cli_int8_calibrates_on_the_dataset(saved_small_lrunet, tmp_path, capsys
     assert code == 0
     assert f"{out}: {os.path.getsize(out):,} bytes ({mode}); not verified" in stdout
     interpreter = Interpreter(model_path=os.fspath(out))
-    types = {d["dtype"] for d in interpreter.get_tensor_details() if d["name"]}
+    types = {d["dtype"] for d in interpreter.get_tensor_details()}
     assert np.int8 in types
 
 
