@@ -30,8 +30,12 @@ from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent
 PROVENANCE_TAG = "stored-outputs"
-# TensorFlow's and XLA's start-up log lines on stderr: noise to a reader.
-NATIVE_LOG = re.compile(r"^(WARNING: All log messages before absl|[IWEF]\d{4} [\d:.]+ +\d+ )")
+# TensorFlow's and XLA's start-up log lines on stderr (and the second line of
+# TensorFlow's CPU-instructions notice): noise to a reader.
+NATIVE_LOG = re.compile(
+    r"^(WARNING: All log messages before absl|[IWEF]\d{4} [\d:.]+ +\d+ "
+    r"|To enable the following instructions: )"
+)
 # Where `execute` runs a notebook (a temporary directory): not the reader's.
 SCRATCH_PATH = re.compile(r"\S*\.notebook-run-[^/\s]+/")
 

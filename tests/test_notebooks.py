@@ -134,3 +134,30 @@ def test_notebook_runs_top_to_bottom(name, tmp_path):
         for output in cell.outputs
     )
     assert RESULT[name] in printed, printed[-2000:]
+
+
+def test_stored_outputs_keep_what_a_reader_should_see():
+    # notebooks/execute.py's tidying: native log lines (both lines of
+    # TensorFlow's CPU notice) go, a redrawn progress bar keeps its last state.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "execute", os.path.join(NOTEBOOK_DIR, "execute.py")
+    )
+    execute = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(execute)
+    cell = nbformat.v4.new_code_cell("fit()")
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text=text)
+        for text in (
+            "WARNING: All log messages before absl::InitializeLog() is called are written to "
+            "STDERR\nI0000 00:00:1796610318.917379   25103 cpu_feature_guard.cc:227] This "
+            "TensorFlow binary is optimized to use available CPU instructions.\n",
+            "To enable the following instructions: AVX2 FMA, in other operations, rebuild "
+            "TensorFlow with the appropriate compiler flags.\n",
+            "epoch 1/2\r50%\r100%\nwarning: kept\n",
+        )
+    ]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    execute.tidy_outputs(nb)
+    assert [output.text for output in nb.cells[0].outputs] == ["100%\nwarning: kept\n"]
