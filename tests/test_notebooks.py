@@ -5,6 +5,7 @@ parameters (`notebooks/execute.py`), so a reader sees results without
 running them; CI runs them again at small sizes.
 """
 
+import importlib.util
 import os
 
 import nbformat
@@ -139,8 +140,6 @@ def test_notebook_runs_top_to_bottom(name, tmp_path):
 def test_stored_outputs_keep_what_a_reader_should_see():
     # notebooks/execute.py's tidying: native log lines (both lines of
     # TensorFlow's CPU notice) go, a redrawn progress bar keeps its last state.
-    import importlib.util
-
     spec = importlib.util.spec_from_file_location(
         "execute", os.path.join(NOTEBOOK_DIR, "execute.py")
     )

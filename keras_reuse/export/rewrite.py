@@ -198,9 +198,10 @@ def _drop_tensor_names(model: Any) -> int:
 def drop_tensor_names(buffer: bytes) -> tuple[bytes, int]:
     """Clears the names of the intermediate tensors, which LiteRT does not read.
 
-    The converter names every tensor after the ops that made it (long
-    paths, about a tenth of a compact int8 LruNet file). The subgraph's
-    input and output tensors keep their names, and the signature its own.
+    The converter names every tensor after the ops that made it, in long
+    paths (docs/reports/int8-bytes.md has their share of the file). The
+    subgraph's input and output tensors keep their names, and the
+    signature its own.
 
     Args:
         buffer: A .tflite file.
