@@ -317,3 +317,32 @@ def test_difference_without_spread_has_no_interval():
     d = study.difference(rows, a, b)
     assert d.mean == pytest.approx(-1.0) and d.low != d.low and d.high != d.high
     assert "no spread between seeds: no interval" in study.format_differences(rows)
+
+
+def test_the_study_page_and_readme_state_the_committed_full_study():
+    # The full study's answer is written out by hand in the docs: every table
+    # and figure there must be what the committed CSV gives.
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    reports = os.path.join(root, "docs", "reports")
+    rows = study_results.read_csv(os.path.join(reports, "layer_reuse_study_full.csv"))
+    assert len(rows) == 9 and {r.epochs for r in rows} == {8}
+    with open(os.path.join(reports, "study.md")) as f:
+        page = f.read()
+    assert study_results.format_table(rows) in page
+    assert study_results.format_summary(rows) in page
+    differences = study_results.format_differences(rows).replace(
+        "| 95% interval |", "| 95% interval (Welch t) |"
+    )
+    assert differences in page
+    with open(os.path.join(root, "README.md")) as f:
+        readme = " ".join(f.read().split())
+    means = {
+        arm: study_results.mean_std([100 * r.test_accuracy for r in group])[0]
+        for arm, group in study_results.group_by_arm(rows).items()
+    }
+    gain, control = study_results.study_differences(rows)
+    assert f"LruNet-10 beats LruNet-1 by {gain.mean:.2f} points" in readme
+    assert f"({means[gain.a]:.2f}% against {means[gain.b]:.2f}%" in readme
+    assert f"[{gain.low:+.2f}, {gain.high:+.2f}]" in readme
+    assert f"gains another {-control.mean:.2f} points ({means[control.b]:.2f}%" in readme
+    assert f"[{-control.high:+.2f}, {-control.low:+.2f}]" in readme
