@@ -231,6 +231,26 @@ def repeat_channels(x, times: int):
     return tf.reshape(tf.transpose(tiled, (0, 1, 2, 4, 3)), (-1, height, width, channels * times))
 
 
+def blocked_channel_repeat(x, groups: int, times: int):
+    """NHWC `x` with each of its `groups` channel blocks repeated in place (TensorFlow).
+
+    Block `g` (channels `g * C/groups .. (g + 1) * C/groups - 1`) becomes
+    `times` copies of itself side by side, so output channel `(g * times +
+    m) * C/groups + j` is input channel `g * C/groups + j`. Its depthwise
+    convolution with a multiplier-1 kernel in the same channel order is
+    `repeat_channels`' with the channels of each block in another order: one
+    concatenation, without the transpose that interleaves the copies.
+    """
+    # Optional: TensorFlow, imported on its backend's path only.
+    import tensorflow as tf
+
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    if None in (height, width):
+        height, width = tf.shape(x)[1], tf.shape(x)[2]
+    blocks = tf.reshape(x, (-1, height, width, groups, channels // groups))
+    return tf.reshape(tf.concat([blocks] * times, axis=-1), (-1, height, width, channels * times))
+
+
 def multiplier_one_form(x, kernel):
     """`(x, kernel)` of a depthwise convolution as its multiplier-1 form (TensorFlow).
 

@@ -21,6 +21,7 @@ from keras_reuse.applications.common import LayerTypes
 from keras_reuse.applications.sharesnet import model as sharesnet
 from keras_reuse.layers import ChannelShuffle, FusedBatchNormalization, GroupedPointwiseConv
 from keras_reuse.layers.ops import (
+    blocked_channel_repeat,
     channel_shuffle_permutation,
     inverse_half_swap_shuffle,
     multiplier_one_form,
@@ -281,6 +282,28 @@ def test_depthwise_multiplier_one_form_equals_the_stock_op(spatial):
     # The repeated input itself: channel c as channels 2c and 2c+1.
     repeated, _ = multiplier_one_form(x, kernel)
     np.testing.assert_array_equal(repeated.numpy(), np.repeat(x.numpy(), 2, axis=-1))
+
+
+@pytest.mark.parametrize("spatial", [(5, 6), (None, None)])
+def test_blocked_channel_repeat_puts_each_blocks_copies_side_by_side(spatial):
+    # What the looped LruNet stage feeds its depthwise convolution where
+    # TensorFlow uses oneDNN: channel (g * M + m) * C/G + j is input channel
+    # g * C/G + j (its gradient sums the copies).
+    groups, times = 4, 2
+    x = np.random.default_rng(17).standard_normal((2, 5, 6, 8)).astype(np.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *spatial, 8))])
+    def repeat(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = blocked_channel_repeat(x, groups, times)
+        return y, tape.gradient(y, x, tf.ones_like(y))
+
+    y, grad = repeat(tf.constant(x))
+    blocks = x.reshape(2, 5, 6, groups, 1, 2)
+    expected = np.broadcast_to(blocks, (2, 5, 6, groups, times, 2)).reshape(2, 5, 6, 16)
+    np.testing.assert_array_equal(y.numpy(), expected)
+    np.testing.assert_array_equal(grad.numpy(), np.full_like(x, times))
 
 
 class _EinsumPointwise(GroupedPointwiseConv):

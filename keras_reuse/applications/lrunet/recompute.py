@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from keras_reuse.layers.ops import (
     biased_variance,
+    blocked_channel_repeat,
     fused_batch_norm_op,
     grouped_filter,
     grouped_pointwise,
@@ -104,6 +105,7 @@ def lean_iteration(
     beta2,
     epsilon: float,
     repeat: bool,
+    blocked: bool = False,
 ):
     """One training-mode LruNet iteration on TensorFlow, with a lean gradient.
 
@@ -120,6 +122,12 @@ def lean_iteration(
         epsilon: Both BatchNorms' epsilon.
         repeat: Run the depthwise convolution in the oneDNN form (channels
             repeated M times, multiplier 1), as `layers.depthwise_conv`.
+        blocked: The depthwise convolution runs on
+            `layers.ops.blocked_channel_repeat`'s channels, as `LruStage`
+            runs it where oneDNN does: `depthwise_kernel` is then its
+            multiplier-1 kernel `(3, 3, M*C, 1)`, and `gamma1`, `beta1` and
+            `pointwise_kernel`'s rows are in that channel order (so are
+            `mean1` and `var1`).
 
     Returns:
         `(out, mean1, var1, mean2, var2)`: the ReLU output in `p`'s dtype
@@ -130,15 +138,20 @@ def lean_iteration(
     # Optional: TensorFlow, imported on its backend's path only.
     import tensorflow as tf
 
-    kh, kw, channels, multiplier = depthwise_kernel.shape
+    kh, kw = depthwise_kernel.shape[:2]
+    channels, groups = p.shape[-1], pointwise_kernel.shape[0]
+    # M: the kernel is (3, 3, C, M), or (3, 3, M*C, 1) when `blocked`.
+    multiplier = depthwise_kernel.shape[2] * depthwise_kernel.shape[3] // channels
     conv = {"strides": [1, 1, 1, 1], "padding": "SAME"}
 
     def conv_input(p):
         x = half_swap_shuffle(p)
+        if blocked:
+            return x, blocked_channel_repeat(x, groups, multiplier)
         return x, (repeat_channels(x, multiplier) if repeat and multiplier > 1 else x)
 
     def conv_kernel(kernel):
-        if repeat and multiplier > 1:
+        if repeat and multiplier > 1 and not blocked:
             return tf.reshape(kernel, (kh, kw, channels * multiplier, 1))
         return kernel
 
@@ -187,7 +200,11 @@ def lean_iteration(
             dkernel = tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
                 input=r, filter_sizes=tf.shape(kernel), out_backprop=dd, **conv
             )
-            if repeat and multiplier > 1:
+            if blocked:
+                # The blocked repeat's gradient: each block's M copies summed.
+                shape = tf.concat([tf.shape(p)[:3], [groups, multiplier, channels // groups]], 0)
+                dr = tf.reshape(tf.reduce_sum(tf.reshape(dr, shape), axis=4), tf.shape(p))
+            elif repeat and multiplier > 1:
                 # The repeat's gradient: each input channel's M copies summed.
                 pairs = tf.reshape(dr, tf.concat([tf.shape(p), [multiplier]], 0))
                 dr = tf.reduce_sum(pairs, axis=-1)

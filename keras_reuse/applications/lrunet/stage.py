@@ -30,7 +30,13 @@ PyTorch: a Python loop). On TensorFlow, as in `keras_reuse.layers`, the
 training-mode BatchNorm is one `FusedBatchNormV3` and the inference-mode
 pointwise convolution one grouped `tf.nn.conv2d` (in training too, for
 narrow groups where oneDNN runs: `layers.grouped_pointwise`); tested against the
-generic path (`tests/applications/test_reuse_loop.py`). With `recompute=True`, TensorFlow
+generic path (`tests/applications/test_reuse_loop.py`). Where oneDNN runs
+the depthwise convolution in its multiplier-1 form, the loop keeps the
+depthwise output in `layers.ops.blocked_channel_repeat`'s channel order, the
+kernels and the depthwise BatchNorm's rows permuted to it once per call: the
+channel repeat is then one concatenation, without the transpose that
+interleaves the copies (tested with oneDNN on by
+`tests/layers/test_onednn_paths.py`). With `recompute=True`, TensorFlow
 trains each iteration as `keras_reuse.applications.lrunet.recompute.lean_iteration`, a
 custom gradient that keeps a quarter of the activations
 (`tests/applications/test_lean_iteration.py`).
@@ -61,6 +67,7 @@ from keras import ops
 from keras_reuse.applications.lrunet.recompute import lean_iteration
 from keras_reuse.layers.ops import (
     PACKAGE,
+    blocked_channel_repeat,
     conv_kernel_initializer,
     depthwise_conv,
     fused_batch_norm_train,
@@ -284,6 +291,19 @@ class LruStage(keras.layers.Layer):
         }
         eps = self.epsilon
         fused = self._tf_fused()
+        lean = training and fused and self.recompute
+        # Where TensorFlow runs the depthwise convolution as its multiplier-1
+        # form (`layers.ops.depthwise_conv`), the iterations keep the depthwise
+        # output in `blocked_channel_repeat`'s channel order: the kernels and
+        # the depthwise BatchNorm's rows are permuted to it once per call, and
+        # the repeat is one concatenation instead of a concatenation and a
+        # transpose. The statistics go back to the weights' order after the
+        # loop.
+        blocked = fused and self.depth_multiplier > 1 and onednn_cpu()
+        if blocked:
+            dw_kernel, pw_kernel = self._blocked_kernels(dw_kernel, pw_kernel)
+            for w in BN_WEIGHTS:
+                bn[f"dw_bn_{w}"] = self._blocked_rows(bn[f"dw_bn_{w}"], to_blocked=True)
         if fused:
             # Channels last here: `run_iterations` transposed channels-first input.
             train_bn = fused_batch_norm_train
@@ -323,7 +343,6 @@ class LruStage(keras.layers.Layer):
                 )
             return ops.cast(y, dtype), stats
 
-        lean = training and fused and self.recompute
         repeat = lean and onednn_cpu()
 
         def body(i, carry):
@@ -343,12 +362,17 @@ class LruStage(keras.layers.Layer):
                     row(bn["pw_bn_beta"], i),
                     eps,
                     repeat,
+                    blocked,
                 )
                 dw_stats = accumulate(dw_stats, i, mean1, var1)
                 pw_stats = accumulate(pw_stats, i, mean2, var2)
                 return out, dw_stats, pw_stats
             x = half_swap_shuffle(p, data_format)
-            h = depthwise_conv(x, dw_kernel, fast=fused, data_format=data_format)
+            if blocked:
+                x_dw = blocked_channel_repeat(x, self.groups, self.depth_multiplier)
+            else:
+                x_dw = x
+            h = depthwise_conv(x_dw, dw_kernel, fast=fused, data_format=data_format)
             h, dw_stats = norm(h, "dw_bn", i, dw_stats)
             h = grouped_pointwise(h, pw_kernel, training, fused, data_format)
             h, pw_stats = norm(h, "pw_bn", i, pw_stats)
@@ -386,8 +410,31 @@ class LruStage(keras.layers.Layer):
         else:
             carry = ops.fori_loop(0, n, body, carry)
         outputs, dw_stats, pw_stats = carry
+        if training and blocked:
+            dw_stats = tuple(self._blocked_rows(s, to_blocked=False) for s in dw_stats)
         stats = {"dw_bn": dw_stats, "pw_bn": pw_stats} if training else {}
         return outputs, stats
+
+    def _blocked_kernels(self, dw_kernel, pw_kernel):
+        """The kernels for `blocked_channel_repeat`'s channel order.
+
+        Blocked channel `(g, m, j)` is depthwise channel `(g * C/groups + j) *
+        M + m`: the depthwise kernel becomes a multiplier-1 kernel in that
+        order, and each group's rows of the pointwise kernel follow it.
+        """
+        c, m, g = self.filters, self.depth_multiplier, self.groups
+        dw = ops.reshape(dw_kernel, (3, 3, g, c // g, m))
+        dw = ops.reshape(ops.transpose(dw, (0, 1, 2, 4, 3)), (3, 3, c * m, 1))
+        cout = pw_kernel.shape[-1]
+        pw = ops.reshape(pw_kernel, (g, c // g, m, cout))
+        pw = ops.reshape(ops.transpose(pw, (0, 2, 1, 3)), (g, m * c // g, cout))
+        return dw, pw
+
+    def _blocked_rows(self, stack, to_blocked: bool):
+        """`(N, C * M)` depthwise BatchNorm rows into (or out of) the blocked channel order."""
+        c, m, g = self.filters, self.depth_multiplier, self.groups
+        shape = (-1, g, c // g, m) if to_blocked else (-1, g, m, c // g)
+        return ops.reshape(ops.transpose(ops.reshape(stack, shape), (0, 1, 3, 2)), (-1, c * m))
 
     def compute_output_shape(self, input_shape):
         return input_shape
