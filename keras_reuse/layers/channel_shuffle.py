@@ -48,10 +48,15 @@ class ChannelShuffle(keras.layers.Layer):
                 f"{divisor}. Received input_shape={input_shape}"
             )
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         # Reshapes and a transpose, not a gather: the gather's gradient is a
-        # scatter (UnsortedSegmentSum), much slower on CPU.
-        return channel_shuffle(inputs, self.groups, self.swap_halves, self.data_format)
+        # scatter (UnsortedSegmentSum), much slower on CPU. Training graphs
+        # may interleave the halves as complex numbers instead
+        # (`layers.ops.interleave_channels`); inference graphs, which
+        # converters read, keep the transpose.
+        return channel_shuffle(
+            inputs, self.groups, self.swap_halves, self.data_format, training=bool(training)
+        )
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -14,7 +14,9 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
 
     With `depth_multiplier > 1`, channels last, on TensorFlow's CPU with
     oneDNN, the convolution runs as `depthwise_conv`'s multiplier-1 form
-    (training and inference); everything else runs the parent's code. Same
+    (training and inference; in training the channel repeat interleaves as
+    complex numbers, `layers.ops.interleave_channels`); everything else runs
+    the parent's code. Same
     weights, config and arithmetic as the parent. The class name is the
     parent's on purpose: Keras's `.weights.h5` files address a model's
     layers by class name, so weights files of networks built with
@@ -25,11 +27,18 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
     It takes the arguments of `keras.layers.DepthwiseConv2D`.
     """
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         if self.data_format != "channels_last" or self.depth_multiplier == 1:
             return super().call(inputs)
         kernel = ops.convert_to_tensor(self.kernel)
-        outputs = depthwise_conv(inputs, kernel, self.strides, self.padding, self.dilation_rate)
+        outputs = depthwise_conv(
+            inputs,
+            kernel,
+            self.strides,
+            self.padding,
+            self.dilation_rate,
+            training=bool(training),
+        )
         if self.use_bias:
             outputs = ops.add(outputs, self.bias)
         if self.activation is not None:

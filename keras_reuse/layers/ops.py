@@ -31,7 +31,13 @@ code runs (cuDNN serves the grouped conv2d and the fused BatchNorm), and
 Keras's default `jit_compile="auto"` compiles TensorFlow and JAX training
 steps with XLA; whether the native grouped convolution is faster there than
 the matmuls is not measured here: `python -m benchmarks.gpu` does it.
-`ChannelShuffle` is reshapes and a transpose on every backend.
+`ChannelShuffle` is reshapes and a transpose on every backend. One more
+TensorFlow path serves training graphs on CPU (float32, outside XLA): the
+two-group shuffle, and the channel repeat of the multiplier-1 form,
+interleave two tensors as the real and imaginary parts of a complex one
+(`interleave_channels`), one elementwise pass where a transpose with an
+innermost axis of 2 copies element by element. Inference graphs keep the
+transpose: TFLite has no complex numbers.
 """
 
 from __future__ import annotations
@@ -212,18 +218,96 @@ def onednn_cpu() -> bool:
     return onednn_enabled() and not tf.config.list_physical_devices("GPU")
 
 
-def repeat_channels(x, times: int):
+def tf_xla_trace() -> bool:
+    """Whether TensorFlow is tracing for XLA here (`jit_compile=True`) (TensorFlow only)."""
+    try:
+        # Optional: TensorFlow, on its backend's path only (no public query of
+        # the XLA context a `tf.function(jit_compile=True)` traces in).
+        import tensorflow as tf
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # a TensorFlow without it: assume XLA
+        return True
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+
+
+def complex_interleave_applies(x) -> bool:
+    """Whether `interleave_channels` serves float `x` here.
+
+    TensorFlow's CPU (no GPU visible), float32, outside XLA (which takes no
+    bitcast of complex numbers).
+    """
+    if keras.backend.backend() != "tensorflow" or keras.backend.standardize_dtype(x.dtype) != (
+        "float32"
+    ):
+        return False
+    # Optional: TensorFlow, imported on its backend's path only.
+    import tensorflow as tf
+
+    return not tf.config.list_physical_devices("GPU") and not tf_xla_trace()
+
+
+def interleave_channels(a, b):
+    """`a`'s and `b`'s channels alternated: channel `2j` is `a`'s `j`, `2j + 1` `b`'s (TensorFlow).
+
+    The complex tensor `a + ib` holds exactly those pairs in memory, so the
+    result is its bitcast to float32: one elementwise pass forward, and one
+    for the gradient (the bitcast back, real and imaginary parts). A stack
+    or a transpose with an innermost axis of 2, the other ways to
+    interleave, copies one element at a time on CPU. For float32 tensors
+    of equal shape, channels last, where `complex_interleave_applies`; a
+    training-graph form only, as TFLite has no complex numbers.
+
+    Args:
+        a: A float32 tensor `(N, ..., C)`.
+        b: A float32 tensor of `a`'s shape.
+
+    Returns:
+        `(N, ..., 2C)` float32.
+    """
+    # Optional: TensorFlow, imported on its backend's path only.
+    import tensorflow as tf
+
+    # Reshapes to static shapes where known, as in `channel_shuffle`.
+    inner, channels = a.shape[1:-1], a.shape[-1]
+    lead = tuple(ops.shape(a)[:-1]) if None in inner else (-1, *inner)
+
+    @tf.custom_gradient
+    def interleave(a, b):
+        pairs = tf.bitcast(tf.complex(a, b), tf.float32)
+
+        def grad(upstream):
+            z = tf.bitcast(tf.reshape(upstream, (*lead, channels, 2)), tf.complex64)
+            return tf.math.real(z), tf.math.imag(z)
+
+        return tf.reshape(pairs, (*lead, 2 * channels)), grad
+
+    return interleave(a, b)
+
+
+def repeat_channels(x, times: int, training: bool = False):
     """Channel `c` of NHWC `x` as channels `c * times .. c * times + times - 1` (TensorFlow).
 
     Tiled, then transposed: `[x, x]` along the channels is `times` block
     copies, and one transpose interleaves them. A stack on a new last axis
     (the same result) copies one element at a time on CPU, which is slower
     with its gradient at LruNet's stage shapes. Reshapes are to static
-    shapes where known: XLA needs them.
+    shapes where known: XLA needs them. In a training graph with `times=2`
+    where `complex_interleave_applies`, `interleave_channels(x, x)` instead:
+    the same values, faster.
+
+    Args:
+        x: `(N, H, W, C)`.
+        times: Copies of each channel.
+        training: Whether the graph trains (a converter never reads it).
+
+    Returns:
+        `(N, H, W, C * times)`.
     """
     # Optional: TensorFlow, imported on its backend's path only.
     import tensorflow as tf
 
+    if training and times == 2 and complex_interleave_applies(x):
+        return interleave_channels(x, x)
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
     if None in (height, width):
         height, width = tf.shape(x)[1], tf.shape(x)[2]
@@ -251,19 +335,19 @@ def blocked_channel_repeat(x, groups: int, times: int):
     return tf.reshape(tf.concat([blocks] * times, axis=-1), (-1, height, width, channels * times))
 
 
-def multiplier_one_form(x, kernel):
+def multiplier_one_form(x, kernel, training: bool = False):
     """`(x, kernel)` of a depthwise convolution as its multiplier-1 form (TensorFlow).
 
     The depthwise convolution of the returned pair is that of the given
-    pair: input channel `c`, repeated as channels `c * M + m`, meets
-    `kernel[:, :, c, m]`.
+    pair: input channel `c`, repeated as channels `c * M + m`
+    (`repeat_channels`, given `training`), meets `kernel[:, :, c, m]`.
     """
     # Optional: TensorFlow, imported on its backend's path only.
     import tensorflow as tf
 
     kh, kw, channels, multiplier = kernel.shape
     return (
-        repeat_channels(x, multiplier),
+        repeat_channels(x, multiplier, training),
         tf.reshape(kernel, (kh, kw, channels * multiplier, 1)),
     )
 
@@ -276,6 +360,7 @@ def depthwise_conv(
     dilation_rate=1,
     fast: bool = True,
     data_format: str = "channels_last",
+    training: bool = False,
 ):
     """A 2D depthwise convolution without bias, as `keras.ops.depthwise_conv`.
 
@@ -300,6 +385,7 @@ def depthwise_conv(
         fast: Allow the oneDNN form (False: the stock op, for tests); a
             channels-last form.
         data_format: "channels_last" or "channels_first".
+        training: Whether the graph trains (`repeat_channels`).
 
     Returns:
         `(N, H', W', C * M)` activations (channels first: `(N, C * M, H', W')`).
@@ -313,7 +399,7 @@ def depthwise_conv(
         and keras.backend.backend() == "tensorflow"
         and onednn_cpu()
     ):
-        x, kernel = multiplier_one_form(x, kernel)
+        x, kernel = multiplier_one_form(x, kernel, training)
     return ops.depthwise_conv(
         x,
         kernel,
@@ -425,7 +511,11 @@ def channel_shuffle_permutation(
 
 
 def channel_shuffle(
-    x, groups: int = 2, swap_halves: bool = False, data_format: str = "channels_last"
+    x,
+    groups: int = 2,
+    swap_halves: bool = False,
+    data_format: str = "channels_last",
+    training: bool = False,
 ):
     """The ShuffleNet channel shuffle of `x`'s channels, `ChannelShuffle`'s arithmetic.
 
@@ -436,7 +526,10 @@ def channel_shuffle(
     `swap_halves`). Every op is one vectorised copy: a stack on a new last axis
     (the same permutation) copies one element at a time on TensorFlow's CPU,
     slower with its gradient at LruNet's stage shapes; in a .tflite file its
-    PACK is an op XNNPACK does not take (docs/reports/int8-bytes.md).
+    PACK is an op XNNPACK does not take (docs/reports/int8-bytes.md). With
+    two groups in a training graph, channels last, where
+    `complex_interleave_applies`: the two halves' `interleave_channels`,
+    the same values, faster.
 
     Args:
         x: A tensor of rank >= 2; `C` divisible by `groups` (and by 2 with
@@ -445,6 +538,7 @@ def channel_shuffle(
         swap_halves: Exchange the two channel halves first (LruNet).
         data_format: "channels_last" (channels on the last axis) or
             "channels_first" (on axis 1).
+        training: Whether the graph trains (a converter never reads it).
 
     Returns:
         The permuted tensor, `x`'s shape.
@@ -452,6 +546,9 @@ def channel_shuffle(
     if data_format == "channels_first" and len(x.shape) > 2:
         return _channel_shuffle_channels_first(x, groups, swap_halves)
     channels = x.shape[-1]
+    if training and groups == 2 and complex_interleave_applies(x):
+        low, high = ops.split(x, 2, axis=-1)
+        return interleave_channels(high, low) if swap_halves else interleave_channels(low, high)
     if swap_halves:
         low, high = ops.split(x, 2, axis=-1)
         x = ops.concatenate([high, low], axis=-1)
@@ -478,9 +575,9 @@ def _channel_shuffle_channels_first(x, groups: int, swap_halves: bool):
     return ops.reshape(ops.swapaxes(x, 1, 2), (lead, channels, *spatial))
 
 
-def half_swap_shuffle(x, data_format: str = "channels_last"):
+def half_swap_shuffle(x, data_format: str = "channels_last", training: bool = False):
     """`ChannelShuffle(2, swap_halves=True)`: out[2j] = x[C/2+j], out[2j+1] = x[j]."""
-    return channel_shuffle(x, 2, swap_halves=True, data_format=data_format)
+    return channel_shuffle(x, 2, swap_halves=True, data_format=data_format, training=training)
 
 
 def inverse_half_swap_shuffle(x, data_format: str = "channels_last"):

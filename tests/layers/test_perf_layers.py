@@ -5,7 +5,8 @@ gradients, moving statistics, inference, fallbacks, saving), the grouped 1x1
 conv's training (per-group matmuls, or oneDNN's grouped Conv2D) and
 inference (grouped Conv2D) paths against a loop over groups, the channel
 shuffle (and its gradient) against its permutation, the depthwise
-convolution's multiplier-1 form against the stock op, and a whole LruNet
+convolution's multiplier-1 form against the stock op, the complex-number
+interleave of training graphs against the transpose, and a whole LruNet
 training step against the same network built from stock layers.
 """
 
@@ -22,9 +23,12 @@ from keras_reuse.applications.sharesnet import model as sharesnet
 from keras_reuse.layers import ChannelShuffle, FusedBatchNormalization, GroupedPointwiseConv
 from keras_reuse.layers.ops import (
     blocked_channel_repeat,
+    channel_shuffle,
     channel_shuffle_permutation,
+    interleave_channels,
     inverse_half_swap_shuffle,
     multiplier_one_form,
+    repeat_channels,
 )
 
 
@@ -227,8 +231,10 @@ def test_grouped_pointwise_gradients_match_the_einsum_form():
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("groups, swap_halves", [(2, True), (2, False), (4, True), (3, True)])
-def test_channel_shuffle_and_its_gradient_follow_the_permutation(groups, swap_halves):
+def test_channel_shuffle_and_its_gradient_follow_the_permutation(groups, swap_halves, training):
+    # Training with two groups takes `interleave_channels` on TensorFlow's CPU.
     channels = 24
     perm = channel_shuffle_permutation(channels, groups, swap_halves)
     layer = ChannelShuffle(groups, swap_halves=swap_halves)
@@ -236,7 +242,7 @@ def test_channel_shuffle_and_its_gradient_follow_the_permutation(groups, swap_ha
     upstream = np.random.default_rng(13).standard_normal((2, 3, channels)).astype(np.float32)
     with tf.GradientTape() as tape:
         tape.watch(x)
-        y = layer(x)
+        y = layer(x, training=training)
         loss = tf.reduce_sum(y * upstream)
     np.testing.assert_array_equal(y.numpy(), x.numpy()[..., perm])
     expected_grad = np.zeros_like(upstream)
@@ -255,8 +261,9 @@ def test_inverse_half_swap_shuffle_with_unknown_sizes():
     np.testing.assert_array_equal(inverse(shuffled).numpy(), x.numpy())
 
 
+@pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("spatial", [(5, 6), (None, None)])
-def test_depthwise_multiplier_one_form_equals_the_stock_op(spatial):
+def test_depthwise_multiplier_one_form_equals_the_stock_op(spatial, training):
     # What `depthwise_conv` runs where TensorFlow uses oneDNN, tested here
     # whatever this process's oneDNN setting: the channel repeat (a tile and
     # a transpose) and the reshaped kernel, forward and both gradients.
@@ -268,7 +275,8 @@ def test_depthwise_multiplier_one_form_equals_the_stock_op(spatial):
     @tf.function(input_signature=[tf.TensorSpec((None, *spatial, 4)), tf.TensorSpec((3, 3, 4, 2))])
     def both(x, kernel):
         results = []
-        for form in (lambda x, k: (x, k), multiplier_one_form):
+        ours = lambda x, k: multiplier_one_form(x, k, training)  # noqa: E731
+        for form in (lambda x, k: (x, k), ours):
             with tf.GradientTape() as tape:
                 tape.watch([x, kernel])
                 y = keras.ops.depthwise_conv(*form(x, kernel), padding="same")
@@ -280,8 +288,57 @@ def test_depthwise_multiplier_one_form_equals_the_stock_op(spatial):
     for a, b in zip(ours, stock, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
     # The repeated input itself: channel c as channels 2c and 2c+1.
-    repeated, _ = multiplier_one_form(x, kernel)
+    repeated, _ = multiplier_one_form(x, kernel, training)
     np.testing.assert_array_equal(repeated.numpy(), np.repeat(x.numpy(), 2, axis=-1))
+
+
+@pytest.mark.parametrize("spatial", [(5, 6), (None, None)])
+def test_interleave_channels_alternates_the_channels_and_splits_the_gradient(spatial):
+    rng = np.random.default_rng(18)
+    a, b = (rng.standard_normal((2, 5, 6, 4)).astype(np.float32) for _ in range(2))
+    upstream = rng.standard_normal((2, 5, 6, 8)).astype(np.float32)
+    spec = tf.TensorSpec((None, *spatial, 4))
+
+    @tf.function(input_signature=[spec, spec])
+    def interleave(a, b):
+        with tf.GradientTape() as tape:
+            tape.watch([a, b])
+            y = interleave_channels(a, b)
+        return y, tape.gradient(y, [a, b], upstream)
+
+    y, (grad_a, grad_b) = interleave(tf.constant(a), tf.constant(b))
+    np.testing.assert_array_equal(y.numpy(), np.stack([a, b], axis=-1).reshape(2, 5, 6, 8))
+    np.testing.assert_array_equal(grad_a.numpy(), upstream[..., 0::2])
+    np.testing.assert_array_equal(grad_b.numpy(), upstream[..., 1::2])
+
+
+def _op_types(function, *args):
+    return {op.type for op in function.get_concrete_function(*args).graph.get_operations()}
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_training_graphs_interleave_as_complex_numbers_where_it_runs(jit_compile):
+    # The two-group shuffle and the channel repeat of a float32 training graph
+    # interleave as complex numbers on TensorFlow's CPU; inference graphs
+    # (which converters read), other dtypes and XLA (no complex bitcast)
+    # keep the transpose, with the same values.
+    x = tf.constant(np.random.default_rng(19).standard_normal((2, 3, 4, 8)).astype(np.float32))
+
+    def forms(training, dtype="float32"):
+        @tf.function(jit_compile=jit_compile)
+        def both(x):
+            x = tf.cast(x, dtype)
+            return channel_shuffle(x, 2, True, training=training), repeat_channels(x, 2, training)
+
+        return both
+
+    stock = forms(training=False)
+    for shuffled, repeated in [stock(x), forms(training=True)(x)]:
+        np.testing.assert_array_equal(shuffled.numpy(), x.numpy()[..., [4, 0, 5, 1, 6, 2, 7, 3]])
+        np.testing.assert_array_equal(repeated.numpy(), np.repeat(x.numpy(), 2, axis=-1))
+    assert "Complex" not in _op_types(stock, x)
+    assert "Complex" not in _op_types(forms(training=True, dtype="float16"), x)
+    assert ("Complex" in _op_types(forms(training=True), x)) is not jit_compile
 
 
 @pytest.mark.parametrize("spatial", [(5, 6), (None, None)])

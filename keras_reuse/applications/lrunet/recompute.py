@@ -145,10 +145,12 @@ def lean_iteration(
     conv = {"strides": [1, 1, 1, 1], "padding": "SAME"}
 
     def conv_input(p):
-        x = half_swap_shuffle(p)
+        x = half_swap_shuffle(p, training=True)
         if blocked:
             return x, blocked_channel_repeat(x, groups, multiplier)
-        return x, (repeat_channels(x, multiplier) if repeat and multiplier > 1 else x)
+        if repeat and multiplier > 1:
+            return x, repeat_channels(x, multiplier, training=True)
+        return x, x
 
     def conv_kernel(kernel):
         if repeat and multiplier > 1 and not blocked:

@@ -367,12 +367,14 @@ class LruStage(keras.layers.Layer):
                 dw_stats = accumulate(dw_stats, i, mean1, var1)
                 pw_stats = accumulate(pw_stats, i, mean2, var2)
                 return out, dw_stats, pw_stats
-            x = half_swap_shuffle(p, data_format)
+            x = half_swap_shuffle(p, data_format, training=training)
             if blocked:
                 x_dw = blocked_channel_repeat(x, self.groups, self.depth_multiplier)
             else:
                 x_dw = x
-            h = depthwise_conv(x_dw, dw_kernel, fast=fused, data_format=data_format)
+            h = depthwise_conv(
+                x_dw, dw_kernel, fast=fused, data_format=data_format, training=training
+            )
             h, dw_stats = norm(h, "dw_bn", i, dw_stats)
             h = grouped_pointwise(h, pw_kernel, training, fused, data_format)
             h, pw_stats = norm(h, "pw_bn", i, pw_stats)
