@@ -16,13 +16,12 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
     oneDNN, the convolution runs as `depthwise_conv`'s multiplier-1 form
     (training and inference; in training the channel repeat interleaves as
     complex numbers, `layers.ops.interleave_channels`); everything else runs
-    the parent's code. Same
-    weights, config and arithmetic as the parent. The class name is the
-    parent's on purpose: Keras's `.weights.h5` files address a model's
-    layers by class name, so weights files of networks built with
-    `keras.layers.DepthwiseConv2D` (the published LruNets') load into it.
-    `keras_reuse.to_tflite` exports it as the parent (one TFLite depthwise
-    op with the multiplier).
+    the parent's code. Same weights, config and arithmetic as the parent.
+    The class name is the parent's on purpose: Keras's `.weights.h5` files
+    address a model's layers by class name, so weights files of networks
+    built with `keras.layers.DepthwiseConv2D` (the published LruNets') load
+    into it. `keras_reuse.to_tflite` exports it as the parent (one TFLite
+    depthwise op with the multiplier).
 
     It takes the arguments of `keras.layers.DepthwiseConv2D`.
     """
