@@ -251,11 +251,11 @@ def interleave_channels(a, b):
 
     The complex tensor `a + ib` holds exactly those pairs in memory, so the
     result is its bitcast to float32: one elementwise pass forward, and one
-    for the gradient (the bitcast back, real and imaginary parts). A stack
-    or a transpose with an innermost axis of 2, the other ways to
-    interleave, copies one element at a time on CPU. For float32 tensors
-    of equal shape, channels last, where `complex_interleave_applies`; a
-    training-graph form only, as TFLite has no complex numbers.
+    for the gradient (`deinterleave_channels`). A stack or a transpose with
+    an innermost axis of 2, the other ways to interleave, copies one element
+    at a time on CPU. For float32 tensors of equal shape, channels last,
+    where `complex_interleave_applies`; a training-graph form only, as
+    TFLite has no complex numbers. Differentiable to any order.
 
     Args:
         a: A float32 tensor `(N, ..., C)`.
@@ -274,14 +274,39 @@ def interleave_channels(a, b):
     @tf.custom_gradient
     def interleave(a, b):
         pairs = tf.bitcast(tf.complex(a, b), tf.float32)
-
-        def grad(upstream):
-            z = tf.bitcast(tf.reshape(upstream, (*lead, channels, 2)), tf.complex64)
-            return tf.math.real(z), tf.math.imag(z)
-
-        return tf.reshape(pairs, (*lead, 2 * channels)), grad
+        return tf.reshape(pairs, (*lead, 2 * channels)), deinterleave_channels
 
     return interleave(a, b)
+
+
+def deinterleave_channels(y):
+    """`interleave_channels`' inverse: `y`'s even channels and its odd ones (TensorFlow).
+
+    Args:
+        y: A float32 tensor `(N, ..., 2C)`.
+
+    Returns:
+        `(even, odd)`, each `(N, ..., C)` float32.
+    """
+    # Optional: TensorFlow, imported on its backend's path only.
+    import tensorflow as tf
+
+    inner, channels = y.shape[1:-1], y.shape[-1] // 2
+    lead = tuple(ops.shape(y)[:-1]) if None in inner else (-1, *inner)
+
+    @tf.custom_gradient
+    def deinterleave(y):
+        z = tf.bitcast(tf.reshape(y, (*lead, channels, 2)), tf.complex64)
+
+        def grad(d_even, d_odd):
+            zeros = tf.zeros_like(tf.math.real(z))
+            return interleave_channels(
+                zeros if d_even is None else d_even, zeros if d_odd is None else d_odd
+            )
+
+        return (tf.math.real(z), tf.math.imag(z)), grad
+
+    return deinterleave(y)
 
 
 def repeat_channels(x, times: int, training: bool = False):

@@ -312,6 +312,27 @@ def test_interleave_channels_alternates_the_channels_and_splits_the_gradient(spa
     np.testing.assert_array_equal(grad_b.numpy(), upstream[..., 1::2])
 
 
+def test_the_complex_interleave_differentiates_to_second_order():
+    # Its gradient is itself interleaved (de-interleaved) as complex numbers,
+    # with a gradient of its own: a gradient penalty trains through it.
+    rng = np.random.default_rng(20)
+    x = tf.constant(rng.standard_normal((2, 3, 4, 8)).astype(np.float32))
+    w, v = (tf.constant(rng.standard_normal((2, 3, 4, 16)).astype(np.float32)) for _ in range(2))
+
+    def second_order(training):
+        with tf.GradientTape() as outer:
+            outer.watch(x)
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                shuffled = channel_shuffle(x, 2, True, training=training)
+                repeated = repeat_channels(shuffled, 2, training)
+                loss = tf.reduce_sum(repeated**3 * w)
+            penalty = tf.reduce_sum(inner.gradient(loss, x) * v[..., :8])
+        return outer.gradient(penalty, x)
+
+    np.testing.assert_allclose(second_order(True), second_order(False), rtol=1e-6, atol=1e-6)
+
+
 def _op_types(function, *args):
     return {op.type for op in function.get_concrete_function(*args).graph.get_operations()}
 
