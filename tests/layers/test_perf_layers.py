@@ -266,7 +266,8 @@ def test_inverse_half_swap_shuffle_with_unknown_sizes():
 def test_depthwise_multiplier_one_form_equals_the_stock_op(spatial, training):
     # What `depthwise_conv` runs where TensorFlow uses oneDNN, tested here
     # whatever this process's oneDNN setting: the channel repeat (a tile and
-    # a transpose) and the reshaped kernel, forward and both gradients.
+    # a transpose; in training, the complex interleave) and the reshaped
+    # kernel, forward and both gradients.
     rng = np.random.default_rng(16)
     x = tf.constant(rng.standard_normal((2, 5, 6, 4)).astype(np.float32))
     kernel = tf.constant(rng.standard_normal((3, 3, 4, 2)).astype(np.float32))
