@@ -246,6 +246,17 @@ def complex_interleave_applies(x) -> bool:
     return not tf.config.list_physical_devices("GPU") and not tf_xla_trace()
 
 
+def leading_dims(x) -> tuple:
+    """`x`'s shape without its last axis, for reshapes: `(-1, *static sizes)`.
+
+    Static sizes where they are known: a dynamic one costs a SHAPE op per
+    call in the .tflite and in every graph (and XLA needs static reshapes).
+    Where a size after the batch is unknown, the dynamic shape.
+    """
+    inner = x.shape[1:-1]
+    return tuple(ops.shape(x)[:-1]) if None in inner else (-1, *inner)
+
+
 def interleave_channels(a, b):
     """`a`'s and `b`'s channels alternated: channel `2j` is `a`'s `j`, `2j + 1` `b`'s (TensorFlow).
 
@@ -267,9 +278,7 @@ def interleave_channels(a, b):
     # Optional: TensorFlow, imported on its backend's path only.
     import tensorflow as tf
 
-    # Reshapes to static shapes where known, as in `channel_shuffle`.
-    inner, channels = a.shape[1:-1], a.shape[-1]
-    lead = tuple(ops.shape(a)[:-1]) if None in inner else (-1, *inner)
+    lead, channels = leading_dims(a), a.shape[-1]
 
     @tf.custom_gradient
     def interleave(a, b):
@@ -291,8 +300,7 @@ def deinterleave_channels(y):
     # Optional: TensorFlow, imported on its backend's path only.
     import tensorflow as tf
 
-    inner, channels = y.shape[1:-1], y.shape[-1] // 2
-    lead = tuple(ops.shape(y)[:-1]) if None in inner else (-1, *inner)
+    lead, channels = leading_dims(y), y.shape[-1] // 2
 
     @tf.custom_gradient
     def deinterleave(y):
@@ -577,10 +585,7 @@ def channel_shuffle(
     if swap_halves:
         low, high = ops.split(x, 2, axis=-1)
         x = ops.concatenate([high, low], axis=-1)
-    # Static shapes where they are known: a dynamic one costs a SHAPE op per
-    # call in the .tflite and in every graph.
-    shape = x.shape[1:]
-    lead = tuple(ops.shape(x)[:-1]) if None in shape else (-1, *shape[:-1])
+    lead = leading_dims(x)
     x = ops.reshape(x, (*lead, groups, channels // groups))
     return ops.reshape(ops.swapaxes(x, -1, -2), (*lead, channels))
 
